@@ -1,0 +1,213 @@
+"""Configuration of the Perceiver Study model.
+
+This file travels to the Hub with the weights: it imports transformers only and defines a class, nothing else.
+"""
+
+from transformers import PreTrainedConfig
+
+POOLING_MODES = ("mean", "max")
+HIDDEN_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+
+# The Auto classes a saved model folder answers to (see `PerceiverStudyConfig.auto_map`).
+MODEL_AUTO_MAP = {
+    "AutoConfig": "configuration_perceiver_study.PerceiverStudyConfig",
+    "AutoModel": "modeling_perceiver_study.PerceiverStudyModel",
+    "AutoModelForImageClassification": "modeling_perceiver_study.PerceiverStudyForImageClassification",
+}
+
+
+class PerceiverStudyConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Perceiver (Jaegle et al., 2021) for image classification.
+
+    The model reads the pixels of an image as a set of `H * W` tokens, each the pixel's channels concatenated with
+    Fourier features of its (y, x) position. A small array of learned latents cross-attends to that set, then a
+    latent Transformer refines the latents. A *block* is one (optional) cross-attend followed by
+    `num_self_attends_per_block` latent self-attention layers; the model runs `num_blocks` blocks.
+
+    Args:
+        image_size (`int`, defaults to 32):
+            Side of the square images the model is trained on. Also the default `fourier_max_resolution`.
+        num_channels (`int`, defaults to 3):
+            Channels of `pixel_values`.
+        num_latents (`int`, defaults to 128):
+            Number of latent vectors (N in the paper): the size of the bottleneck.
+        latent_dim (`int`, defaults to 256):
+            Width of each latent vector (D in the paper).
+        num_blocks (`int`, defaults to 1):
+            Number of blocks (cross-attend + latent Transformer).
+        num_cross_attends (`int`, defaults to 1):
+            How many of the blocks, counted from the first, start with a cross-attend to the input (1 to
+            `num_blocks`). The paper's ImageNet model cross-attends in all 8 blocks.
+        share_cross_attend_weights (`bool`, defaults to `True`):
+            Whether cross-attends after the first share one set of weights (the paper's scheme). The first
+            cross-attend always has its own weights.
+        num_self_attends_per_block (`int`, defaults to 4):
+            Latent self-attention layers in each block.
+        share_block_weights (`bool`, defaults to `True`):
+            Whether all blocks share one latent Transformer (the paper's scheme), making the model recurrent in depth.
+        num_cross_attention_heads (`int`, defaults to 1):
+            Heads of the cross-attention.
+        num_self_attention_heads (`int`, defaults to 8):
+            Heads of the latent self-attention.
+        cross_attention_qk_dim (`int`, *optional*):
+            Width of cross-attention queries and keys. Defaults to `latent_dim`.
+        cross_attention_v_dim (`int`, *optional*):
+            Width of cross-attention values. Defaults to `cross_attention_qk_dim`.
+        self_attention_qk_dim (`int`, *optional*):
+            Width of self-attention queries and keys. Defaults to `latent_dim`.
+        self_attention_v_dim (`int`, *optional*):
+            Width of self-attention values. Defaults to `self_attention_qk_dim`.
+        cross_attention_widening_factor (`int`, defaults to 1):
+            Hidden width of the MLP after a cross-attention, as a multiple of `latent_dim`.
+        self_attention_widening_factor (`int`, defaults to 4):
+            Hidden width of the MLP after a self-attention, as a multiple of `latent_dim`.
+        use_query_residual (`bool`, defaults to `True`):
+            Whether the cross-attention output is added to the latents that queried it.
+        num_fourier_bands (`int`, defaults to 64):
+            Frequency bands per spatial axis. Each pixel gets `2 + 4 * num_fourier_bands` position features.
+        fourier_max_resolution (`int`, *optional*):
+            Resolution whose Nyquist frequency is the highest band (bands are spaced linearly from 1 to
+            `fourier_max_resolution / 2`). Defaults to `image_size`.
+        hidden_act (`str`, defaults to `"gelu"`):
+            MLP activation, one of `gelu`, `gelu_new`, `relu`, `silu`.
+        hidden_dropout_prob (`float`, defaults to 0.0):
+            Dropout on every residual branch output.
+        attention_probs_dropout_prob (`float`, defaults to 0.0):
+            Dropout on attention probabilities.
+        drop_path_rate (`float`, defaults to 0.0):
+            Stochastic depth: the largest probability of dropping a residual branch; it rises linearly with depth.
+        layer_norm_eps (`float`, defaults to 1e-5):
+            Epsilon of every LayerNorm.
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the truncated-normal initialisation of linear weights and latents.
+        qkv_bias (`bool`, defaults to `True`):
+            Whether query, key and value projections have a bias.
+        pooling (`str`, defaults to `"mean"`):
+            How the latents become one vector for the classifier: `mean` or `max` over latents.
+    """
+
+    model_type = "perceiver_study"
+
+    image_size: int = 32
+    num_channels: int = 3
+    num_latents: int = 128
+    latent_dim: int = 256
+    num_blocks: int = 1
+    num_cross_attends: int = 1
+    share_cross_attend_weights: bool = True
+    num_self_attends_per_block: int = 4
+    share_block_weights: bool = True
+    num_cross_attention_heads: int = 1
+    num_self_attention_heads: int = 8
+    cross_attention_qk_dim: int | None = None
+    cross_attention_v_dim: int | None = None
+    self_attention_qk_dim: int | None = None
+    self_attention_v_dim: int | None = None
+    cross_attention_widening_factor: int = 1
+    self_attention_widening_factor: int = 4
+    use_query_residual: bool = True
+    num_fourier_bands: int = 64
+    fourier_max_resolution: int | None = None
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    qkv_bias: bool = True
+    pooling: str = "mean"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if getattr(self, "auto_map", None) is None:
+            self.auto_map = dict(MODEL_AUTO_MAP)
+        self.validate_fields()
+
+    # Derived sizes (never stored, so they cannot disagree with the fields they come from).
+    @property
+    def input_dim(self) -> int:
+        """Features per input token: the pixel's channels, its (y, x) position, and sin/cos of each band per axis."""
+        return self.num_channels + 2 + 4 * self.num_fourier_bands
+
+    @property
+    def resolved_fourier_max_resolution(self) -> int:
+        return self.fourier_max_resolution or self.image_size
+
+    @property
+    def resolved_cross_attention_qk_dim(self) -> int:
+        return self.cross_attention_qk_dim or self.latent_dim
+
+    @property
+    def resolved_cross_attention_v_dim(self) -> int:
+        return self.cross_attention_v_dim or self.resolved_cross_attention_qk_dim
+
+    @property
+    def resolved_self_attention_qk_dim(self) -> int:
+        return self.self_attention_qk_dim or self.latent_dim
+
+    @property
+    def resolved_self_attention_v_dim(self) -> int:
+        return self.self_attention_v_dim or self.resolved_self_attention_qk_dim
+
+    def validate_fields(self) -> None:
+        """Raise a `ValueError` naming the first field whose value is out of its allowed range."""
+        for name in ("image_size", "num_channels", "num_latents", "latent_dim", "num_blocks", "num_cross_attends",
+                     "num_self_attends_per_block", "num_cross_attention_heads", "num_self_attention_heads",
+                     "cross_attention_widening_factor", "self_attention_widening_factor", "num_fourier_bands"):
+            _require_int(self, name, minimum=1)
+        for name in ("cross_attention_qk_dim", "cross_attention_v_dim", "self_attention_qk_dim",
+                     "self_attention_v_dim", "fourier_max_resolution"):
+            if getattr(self, name) is not None:
+                _require_int(self, name, minimum=1, allow_none=True)
+        for name in ("share_cross_attend_weights", "share_block_weights", "use_query_residual", "qkv_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            _require_float(self, name, low=0.0, high=1.0, high_inclusive=False)
+        _require_float(self, "layer_norm_eps", low=0.0, high=1.0, low_inclusive=False)
+        _require_float(self, "initializer_range", low=0.0, high=10.0, low_inclusive=False)
+        if self.num_cross_attends > self.num_blocks:
+            raise ValueError(
+                f"num_cross_attends must be between 1 and num_blocks ({self.num_blocks}), got {self.num_cross_attends}"
+            )
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.hidden_act not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
+        _require_divisible(self, "resolved_cross_attention_qk_dim", "cross_attention_qk_dim", "num_cross_attention_heads")
+        _require_divisible(self, "resolved_cross_attention_v_dim", "cross_attention_v_dim", "num_cross_attention_heads")
+        _require_divisible(self, "resolved_self_attention_qk_dim", "self_attention_qk_dim", "num_self_attention_heads")
+        _require_divisible(self, "resolved_self_attention_v_dim", "self_attention_v_dim", "num_self_attention_heads")
+        if self.id2label is not None and len(self.id2label) < 1:
+            raise ValueError("id2label must name at least one label")
+
+
+def _require_int(config, name, minimum, allow_none=False):
+    value = getattr(config, name)
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_float(config, name, low, high, low_inclusive=True, high_inclusive=True):
+    value = getattr(config, name)
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    in_range = ok_type and (value >= low if low_inclusive else value > low) and (
+        value <= high if high_inclusive else value < high
+    )
+    if not in_range:
+        interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def _require_divisible(config, resolved_attr, field_name, heads_name):
+    width, heads = getattr(config, resolved_attr), getattr(config, heads_name)
+    if width % heads != 0:
+        raise ValueError(
+            f"{field_name} (resolved to {width}) must be divisible by {heads_name} ({heads})"
+        )
+
+
+__all__ = ["PerceiverStudyConfig"]

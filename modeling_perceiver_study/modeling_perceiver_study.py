@@ -1,0 +1,465 @@
+"""PyTorch Perceiver (Jaegle et al., 2021, "Perceiver: General Perception with Iterative Attention") for images.
+
+This file travels to the Hub with the weights: it imports torch, transformers and its own configuration only.
+
+Shapes: B batch, C channels, H x W pixels, M = H*W input tokens, F input features per token,
+N latents, D latent width, h heads.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_perceiver_study import PerceiverStudyConfig
+
+
+@dataclass
+class PerceiverStudyModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_latents, latent_dim)`):
+        The latents after the last layer and the final LayerNorm.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, latent_dim)`):
+        The latents pooled into one vector (`config.pooling`), the classifier's input.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        The latents before the first layer and after every layer (cross- and self-attention), before the final
+        LayerNorm. `hidden_states[-1]` is the encoder's output.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Self-attention weights of every applied self-attention layer, each `(batch_size, heads, N, N)`.
+    cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, H*W)`: where each latent
+        looks in the image.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class PerceiverStudyImageClassifierOutput(ImageClassifierOutput):
+    r"""
+    The standard `ImageClassifierOutput` (`loss`, `logits`, `hidden_states`, `attentions`) plus
+    cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, H*W)`.
+    """
+
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Position features
+
+
+def fourier_position_features(height: int, width: int, num_bands: int, max_resolution: int, device=None):
+    """Fourier features of every pixel position, as in the paper (and transformers' `PerceiverModel`).
+
+    Positions lie on a linear grid in [-1, 1] per axis; bands are spaced linearly from 1 to the Nyquist frequency
+    of `max_resolution`. Returns float32 `(H*W, 2 + 4 * num_bands)` ordered [y, x, sin(y bands), sin(x bands),
+    cos(y bands), cos(x bands)].
+    """
+    ys = torch.linspace(-1.0, 1.0, height, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device)
+    positions = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (M, 2)
+    bands = torch.linspace(1.0, max_resolution / 2, num_bands, device=device)  # (K,)
+    scaled = (positions[:, :, None] * bands[None, None, :]).reshape(-1, 2 * num_bands)  # (M, 2K)
+    return torch.cat([positions, torch.sin(math.pi * scaled), torch.cos(math.pi * scaled)], dim=-1)
+
+
+class FourierPositionEncoding(nn.Module):
+    """Appends Fourier position features to each pixel, for whatever H x W the input has (no interpolation)."""
+
+    def __init__(self, num_bands: int, max_resolution: int):
+        super().__init__()
+        self.num_bands = num_bands
+        self.max_resolution = max_resolution
+        self._cache: dict[tuple, torch.Tensor] = {}  # (H, W, device) -> float32 features; not part of the weights
+
+    def features(self, height: int, width: int, device, dtype) -> torch.Tensor:
+        key = (height, width, str(device))
+        if key not in self._cache:
+            self._cache[key] = fourier_position_features(height, width, self.num_bands, self.max_resolution, device)
+        return self._cache[key].to(dtype)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        batch_size, _, height, width = pixel_values.shape
+        pixels = pixel_values.permute(0, 2, 3, 1).reshape(batch_size, height * width, -1)  # (B, M, C)
+        positions = self.features(height, width, pixel_values.device, pixel_values.dtype)  # (M, F - C)
+        return torch.cat([pixels, positions.expand(batch_size, -1, -1)], dim=-1)  # (B, M, F)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layers
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """Plain softmax attention. (B, h, Lq, d), (B, h, Lk, d), (B, h, Lk, dv) -> (B, Lq, h, dv), (B, h, Lq, Lk)."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class PerceiverStudyAttention(nn.Module):
+    """Multi-head attention from `q_dim` queries to `kv_dim` keys/values; the same module does cross and self."""
+
+    is_causal = False  # read by transformers' SDPA / flash attention functions
+
+    def __init__(self, q_dim, kv_dim, qk_dim, v_dim, out_dim, num_heads, attention_dropout, bias=True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qk_head_dim = qk_dim // num_heads
+        self.v_head_dim = v_dim // num_heads
+        self.scaling = self.qk_head_dim**-0.5
+        self.attention_dropout = attention_dropout
+        self.q_proj = nn.Linear(q_dim, qk_dim, bias=bias)
+        self.k_proj = nn.Linear(kv_dim, qk_dim, bias=bias)
+        self.v_proj = nn.Linear(kv_dim, v_dim, bias=bias)
+        self.o_proj = nn.Linear(v_dim, out_dim)
+
+    def forward(self, queries, keys_values, attention_fn: Callable):
+        batch_size, num_queries, _ = queries.shape
+        q = self.q_proj(queries).view(batch_size, num_queries, self.num_heads, -1).transpose(1, 2)  # (B, h, Lq, d)
+        k = self.k_proj(keys_values).view(batch_size, -1, self.num_heads, self.qk_head_dim).transpose(1, 2)
+        v = self.v_proj(keys_values).view(batch_size, -1, self.num_heads, self.v_head_dim).transpose(1, 2)
+        output, weights = attention_fn(
+            self, q, k, v, None,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        output = output.reshape(batch_size, num_queries, -1)  # (B, Lq, h * dv)
+        return self.o_proj(output), weights
+
+
+class PerceiverStudyMLP(nn.Module):
+    def __init__(self, dim, widening_factor, activation):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim * widening_factor)
+        self.act = ACT2FN[activation]
+        self.fc2 = nn.Linear(dim * widening_factor, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a whole residual branch per sample with probability `drop_prob`, rescale the rest."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
+    """Latents (queries) attend to the input tokens (keys/values), then an MLP. Pre-norm, residual."""
+
+    def __init__(self, latent_dim, input_dim, qk_dim, v_dim, num_heads, widening_factor, activation,
+                 dropout, attention_dropout, layer_norm_eps, use_query_residual=True, bias=True):
+        super().__init__()
+        self.use_query_residual = use_query_residual
+        self.latents_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
+        self.inputs_norm = nn.LayerNorm(input_dim, eps=layer_norm_eps)
+        self.attention = PerceiverStudyAttention(
+            latent_dim, input_dim, qk_dim, v_dim, latent_dim, num_heads, attention_dropout, bias
+        )
+        self.mlp_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
+        self.mlp = PerceiverStudyMLP(latent_dim, widening_factor, activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, latents, inputs, attention_fn, drop_prob=0.0):
+        # latents (B, N, D), inputs (B, M, F) -> (B, N, D), weights (B, h, N, M)
+        attended, weights = self.attention(self.latents_norm(latents), self.inputs_norm(inputs), attention_fn)
+        attended = drop_path(self.dropout(attended), drop_prob, self.training)
+        latents = latents + attended if self.use_query_residual else attended
+        latents = latents + drop_path(self.dropout(self.mlp(self.mlp_norm(latents))), drop_prob, self.training)
+        return latents, weights
+
+
+class PerceiverStudySelfAttentionLayer(GradientCheckpointingLayer):
+    """A pre-norm Transformer layer over the latents."""
+
+    def __init__(self, latent_dim, qk_dim, v_dim, num_heads, widening_factor, activation,
+                 dropout, attention_dropout, layer_norm_eps, bias=True):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
+        self.attention = PerceiverStudyAttention(
+            latent_dim, latent_dim, qk_dim, v_dim, latent_dim, num_heads, attention_dropout, bias
+        )
+        self.mlp_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
+        self.mlp = PerceiverStudyMLP(latent_dim, widening_factor, activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, latents, attention_fn, drop_prob=0.0):
+        # latents (B, N, D) -> (B, N, D), weights (B, h, N, N)
+        normed = self.attention_norm(latents)
+        attended, weights = self.attention(normed, normed, attention_fn)
+        latents = latents + drop_path(self.dropout(attended), drop_prob, self.training)
+        latents = latents + drop_path(self.dropout(self.mlp(self.mlp_norm(latents))), drop_prob, self.training)
+        return latents, weights
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Encoder
+
+
+class PerceiverStudyEncoder(nn.Module):
+    """`num_blocks` blocks of [cross-attend (first `num_cross_attends` blocks only) -> latent Transformer].
+
+    Weight sharing is expressed by storing each distinct layer once and indexing it per block, so a shared layer
+    is one set of parameters applied several times (the paper's recurrent-in-depth scheme).
+    """
+
+    def __init__(self, config: PerceiverStudyConfig):
+        super().__init__()
+        self.config = config
+        if config.num_cross_attends > 1 and config.share_cross_attend_weights:
+            num_distinct_cross = 2  # the first cross-attend has its own weights, the rest share one set
+        else:
+            num_distinct_cross = config.num_cross_attends
+        self.cross_attends = nn.ModuleList([self._cross_attend(config) for _ in range(num_distinct_cross)])
+        num_distinct_blocks = 1 if config.share_block_weights else config.num_blocks
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(self._self_attend(config) for _ in range(config.num_self_attends_per_block))
+            for _ in range(num_distinct_blocks)
+        )
+        num_applied = config.num_cross_attends + config.num_blocks * config.num_self_attends_per_block
+        self.drop_path_rates = torch.linspace(0, config.drop_path_rate, num_applied).tolist()
+        self.gradient_checkpointing = False
+
+    @staticmethod
+    def _cross_attend(config):
+        return PerceiverStudyCrossAttentionLayer(
+            config.latent_dim, config.input_dim, config.resolved_cross_attention_qk_dim,
+            config.resolved_cross_attention_v_dim, config.num_cross_attention_heads,
+            config.cross_attention_widening_factor, config.hidden_act, config.hidden_dropout_prob,
+            config.attention_probs_dropout_prob, config.layer_norm_eps, config.use_query_residual, config.qkv_bias,
+        )
+
+    @staticmethod
+    def _self_attend(config):
+        return PerceiverStudySelfAttentionLayer(
+            config.latent_dim, config.resolved_self_attention_qk_dim, config.resolved_self_attention_v_dim,
+            config.num_self_attention_heads, config.self_attention_widening_factor, config.hidden_act,
+            config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.layer_norm_eps, config.qkv_bias,
+        )
+
+    def cross_attend_for_block(self, block_index: int):
+        if block_index >= self.config.num_cross_attends:
+            return None
+        return self.cross_attends[min(block_index, len(self.cross_attends) - 1)]
+
+    def forward(self, latents, inputs, attention_fn, output_attentions=False, output_hidden_states=False):
+        hidden_states = (latents,) if output_hidden_states else None
+        self_attentions = () if output_attentions else None
+        cross_attentions = () if output_attentions else None
+        drop_rates = iter(self.drop_path_rates)
+        for block_index in range(self.config.num_blocks):
+            cross_attend = self.cross_attend_for_block(block_index)
+            if cross_attend is not None:
+                latents, weights = cross_attend(latents, inputs, attention_fn, next(drop_rates))
+                if output_attentions:
+                    cross_attentions += (weights,)
+                if output_hidden_states:
+                    hidden_states += (latents,)
+            for layer in self.blocks[block_index % len(self.blocks)]:
+                latents, weights = layer(latents, attention_fn, next(drop_rates))
+                if output_attentions:
+                    self_attentions += (weights,)
+                if output_hidden_states:
+                    hidden_states += (latents,)
+        return latents, hidden_states, self_attentions, cross_attentions
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class PerceiverStudyPreTrainedModel(PreTrainedModel):
+    config_class = PerceiverStudyConfig
+    config: PerceiverStudyConfig
+    base_model_prefix = "perceiver"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PerceiverStudyCrossAttentionLayer", "PerceiverStudySelfAttentionLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, PerceiverStudyModel):
+            init.trunc_normal_(module.latents, mean=0.0, std=std)
+
+
+class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
+    """The Perceiver encoder: pixels + Fourier positions -> latents -> pooled vector."""
+
+    def __init__(self, config: PerceiverStudyConfig):
+        super().__init__(config)
+        config.validate_fields()
+        self.position_encoding = FourierPositionEncoding(config.num_fourier_bands, config.resolved_fourier_max_resolution)
+        self.latents = nn.Parameter(torch.empty(config.num_latents, config.latent_dim))
+        self.encoder = PerceiverStudyEncoder(config)
+        self.layernorm = nn.LayerNorm(config.latent_dim, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def check_pixel_values(self, pixel_values) -> None:
+        """Refuse input the model cannot mean to read, with a message naming what is wrong."""
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor of shape (B, C, H, W), got {type(pixel_values)}")
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have 4 dimensions (batch, channels, height, width), got shape "
+                f"{tuple(pixel_values.shape)}"
+            )
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"pixel_values must be floating point (rescaled and normalized, e.g. by the image processor), got "
+                f"{pixel_values.dtype}"
+            )
+        if pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels in dimension 1 (shape "
+                f"{tuple(pixel_values.shape)}), but the model expects config.num_channels={self.config.num_channels}"
+            )
+
+    def attention_function(self, output_attentions: bool) -> Callable:
+        implementation = self.config._attn_implementation
+        if output_attentions or implementation in (None, "eager"):
+            return eager_attention_forward  # the only path that returns attention weights
+        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
+    def pool(self, latents):
+        if self.config.pooling == "max":
+            return latents.max(dim=1).values
+        return latents.mean(dim=1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> PerceiverStudyModelOutput | tuple:
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self.check_pixel_values(pixel_values)
+        pixel_values = pixel_values.to(self.latents.dtype)
+
+        inputs = self.position_encoding(pixel_values)  # (B, M, F)
+        latents = self.latents.expand(pixel_values.shape[0], -1, -1)  # (B, N, D)
+        latents, hidden_states, attentions, cross_attentions = self.encoder(
+            latents, inputs, self.attention_function(output_attentions), output_attentions, output_hidden_states
+        )
+        last_hidden_state = self.layernorm(latents)
+        output = PerceiverStudyModelOutput(
+            last_hidden_state=last_hidden_state,
+            pooler_output=self.pool(last_hidden_state),
+            hidden_states=hidden_states,
+            attentions=attentions,
+            cross_attentions=cross_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class PerceiverStudyForImageClassification(PerceiverStudyPreTrainedModel):
+    """The Perceiver with a linear classifier on the pooled latents."""
+
+    # The loss is a per-sample mean: Trainer must not pass `num_items_in_batch` nor rescale it.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: PerceiverStudyConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.perceiver = PerceiverStudyModel(config)
+        self.classifier = nn.Linear(config.latent_dim, config.num_labels)
+        self.post_init()
+
+    def compute_loss(self, logits, labels):
+        """Cross-entropy for class indices `(B,)` or for soft targets `(B, num_labels)` (mixup/cutmix)."""
+        if labels.is_floating_point() and labels.ndim == 2:
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"soft labels must have shape (batch, num_labels) = {tuple(logits.shape)}, got {tuple(labels.shape)}"
+                )
+            return torch.sum(-labels * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        if labels.is_floating_point() or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"labels must be integer class ids of shape ({logits.shape[0]},), got dtype {labels.dtype} and "
+                f"shape {tuple(labels.shape)}"
+            )
+        if bool(((labels < 0) | (labels >= self.num_labels)).any()):
+            bad = labels[(labels < 0) | (labels >= self.num_labels)].unique().tolist()
+            raise ValueError(f"labels must be in [0, {self.num_labels - 1}] (config.num_labels), got {bad}")
+        return F.cross_entropy(logits.float(), labels)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> "PerceiverStudyImageClassifierOutput | tuple":
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.perceiver(
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = PerceiverStudyImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "PerceiverStudyForImageClassification",
+    "PerceiverStudyImageClassifierOutput",
+    "PerceiverStudyModel",
+    "PerceiverStudyModelOutput",
+    "PerceiverStudyPreTrainedModel",
+]

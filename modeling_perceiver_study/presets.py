@@ -1,0 +1,43 @@
+"""Model presets: the JSON files in the repository's `configuration/presets/` folder, or any JSON file of config fields."""
+
+import json
+from pathlib import Path
+
+from .configuration_perceiver_study import PerceiverStudyConfig
+
+CONFIGURATION_DIR = Path(__file__).resolve().parent.parent / "configuration"
+PRESETS_DIR = CONFIGURATION_DIR / "presets"
+
+
+def available_presets() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.json"))
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset name (`seed`) or a path to a JSON file of config fields."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    path = PRESETS_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown preset {name_or_path!r}: expected one of {available_presets()} (in {PRESETS_DIR}) "
+            "or the path of a JSON file of config fields"
+        )
+    return path
+
+
+def preset_fields(name_or_path: str) -> dict:
+    path = preset_path(name_or_path)
+    try:
+        fields = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"preset file {path} is not valid JSON: {error}") from error
+    if not isinstance(fields, dict):
+        raise ValueError(f"preset file {path} must hold a JSON object of config fields")
+    return {key: value for key, value in fields.items() if not key.startswith("_")}
+
+
+def load_preset(name_or_path: str, **overrides) -> PerceiverStudyConfig:
+    """Build a config from a preset, with `overrides` (e.g. `num_labels`, `id2label`) applied on top."""
+    return PerceiverStudyConfig(**{**preset_fields(name_or_path), **overrides})

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from modeling_perceiver_study import PerceiverStudyConfig
+from modeling_perceiver_study.presets import available_presets, load_preset, preset_fields
+
+
+def test_defaults_are_valid_and_derived_sizes_follow_fields():
+    config = PerceiverStudyConfig(num_fourier_bands=8, num_channels=1)
+    assert config.model_type == "perceiver_study"
+    assert config.input_dim == 1 + 2 + 4 * 8
+    assert config.resolved_fourier_max_resolution == config.image_size
+    assert config.resolved_cross_attention_qk_dim == config.latent_dim
+    assert PerceiverStudyConfig(cross_attention_qk_dim=64).resolved_cross_attention_v_dim == 64
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_latents", 0, "num_latents must be an integer >= 1"),
+        ("latent_dim", -4, "latent_dim must be an integer >= 1"),
+        ("num_latents", 2.5, "num_latents must be an integer"),
+        ("num_blocks", True, "num_blocks must be an integer"),
+        ("hidden_dropout_prob", 1.0, "hidden_dropout_prob must be a number in [0.0, 1.0)"),
+        ("drop_path_rate", -0.1, "drop_path_rate must be a number in [0.0, 1.0)"),
+        ("layer_norm_eps", 0.0, "layer_norm_eps must be a number in (0.0, 1.0]"),
+        ("pooling", "cls", "pooling must be one of ('mean', 'max')"),
+        ("hidden_act", "tanhh", "hidden_act must be one of"),
+        ("share_block_weights", "yes", "share_block_weights must be true or false"),
+        ("num_cross_attends", 3, "num_cross_attends must be between 1 and num_blocks (1)"),
+        ("num_self_attention_heads", 3, "self_attention_qk_dim (resolved to 256) must be divisible by"),
+        ("cross_attention_v_dim", 0, "cross_attention_v_dim must be an integer >= 1"),
+    ],
+)
+def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        PerceiverStudyConfig(**{field: value})
+
+
+def test_round_trip_through_json(tmp_path):
+    config = PerceiverStudyConfig(num_latents=16, latent_dim=64, num_blocks=3, num_cross_attends=2,
+                                  id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "perceiver_study"
+    assert set(saved["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
+    loaded = PerceiverStudyConfig.from_pretrained(tmp_path)
+    assert (loaded.num_latents, loaded.num_blocks, loaded.num_cross_attends) == (16, 3, 2)
+    assert loaded.id2label == {0: "a", 1: "b"} and loaded.num_labels == 2
+
+
+def test_presets_exist_and_seed_matches_the_original_study():
+    assert {"tiny", "cpu-small", "seed", "paper-imagenet"} <= set(available_presets())
+    seed = load_preset("seed")
+    assert (seed.num_latents, seed.latent_dim, seed.num_cross_attends, seed.num_blocks) == (128, 256, 1, 1)
+    assert seed.num_self_attends_per_block == 4 and seed.pooling == "mean"
+    paper = load_preset("paper-imagenet")
+    assert (paper.num_latents, paper.latent_dim, paper.num_blocks, paper.num_cross_attends) == (512, 1024, 8, 8)
+    assert paper.share_cross_attend_weights and paper.share_block_weights and paper.num_self_attends_per_block == 6
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'huge'.*tiny"):
+        preset_fields("huge")

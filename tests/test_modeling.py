@@ -1,0 +1,180 @@
+import pytest
+import torch
+
+from modeling_perceiver_study import (
+    PerceiverStudyConfig,
+    PerceiverStudyForImageClassification,
+    PerceiverStudyModel,
+)
+from modeling_perceiver_study.modeling_perceiver_study import fourier_position_features
+from modeling_perceiver_study.presets import available_presets, load_preset
+from tests.helpers import tiny_config, tiny_model
+
+
+def images(batch=3, size=32, seed=1):
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_classifier_output_shapes_and_loss():
+    model = tiny_model()
+    out = model(images(), labels=torch.tensor([0, 5, 9]))
+    assert out.logits.shape == (3, 10)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 5, 9]))
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_base_model_returns_latents_pooled_and_attention_weights():
+    config = tiny_config()
+    model = PerceiverStudyModel(config).eval()
+    out = model(images(2), output_attentions=True, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, config.num_latents, config.latent_dim)
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state.mean(dim=1))
+    applied_self = config.num_blocks * config.num_self_attends_per_block
+    assert len(out.attentions) == applied_self
+    assert out.attentions[0].shape == (2, config.num_self_attention_heads, config.num_latents, config.num_latents)
+    assert len(out.cross_attentions) == config.num_cross_attends
+    assert out.cross_attentions[0].shape == (2, config.num_cross_attention_heads, config.num_latents, 32 * 32)
+    torch.testing.assert_close(out.cross_attentions[0].sum(-1), torch.ones(2, 1, config.num_latents))
+    assert len(out.hidden_states) == 1 + config.num_cross_attends + applied_self
+
+
+def test_weight_sharing_schemes_set_parameter_counts():
+    def count(**fields):
+        return sum(p.numel() for p in PerceiverStudyModel(tiny_config(**fields)).parameters())
+
+    shared = count(num_blocks=4, num_cross_attends=4, share_cross_attend_weights=True, share_block_weights=True)
+    unshared_blocks = count(num_blocks=4, num_cross_attends=4, share_cross_attend_weights=True,
+                            share_block_weights=False)
+    unshared_all = count(num_blocks=4, num_cross_attends=4, share_cross_attend_weights=False,
+                         share_block_weights=False)
+    one_block = count(num_blocks=1, num_cross_attends=1)
+    model = PerceiverStudyModel(tiny_config(num_blocks=4, num_cross_attends=4))
+    cross = sum(p.numel() for p in model.encoder.cross_attends[0].parameters())
+    block = sum(p.numel() for p in model.encoder.blocks[0].parameters())
+    assert shared == one_block + cross  # a second, shared cross-attend; blocks shared
+    assert unshared_blocks == shared + 3 * block
+    assert unshared_all == unshared_blocks + 2 * cross
+
+
+def test_fourier_features_match_formula_and_any_resolution_runs():
+    features = fourier_position_features(4, 6, num_bands=3, max_resolution=8)
+    assert features.shape == (24, 2 + 4 * 3)
+    y, x = features[7, 0], features[7, 1]  # row 1, column 1
+    torch.testing.assert_close(y, torch.tensor(-1 + 2 / 3))
+    torch.testing.assert_close(x, torch.tensor(-1 + 2 / 5))
+    bands = torch.linspace(1, 4, 3)
+    torch.testing.assert_close(features[7, 2:5], torch.sin(torch.pi * y * bands))
+    torch.testing.assert_close(features[7, 11:14], torch.cos(torch.pi * x * bands))
+    model = tiny_model()
+    assert model(images(2, size=48)).logits.shape == (2, 10)  # trained size 32, no interpolation needed
+    assert model(torch.randn(1, 3, 20, 36)).logits.shape == (1, 10)
+
+
+def test_position_features_follow_input_dtype_under_autocast():
+    model = tiny_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images(2)).logits
+    assert torch.isfinite(logits.float()).all()
+    encoding = model.perceiver.position_encoding
+    assert encoding(images(1).bfloat16()).dtype == torch.bfloat16
+    assert len(encoding._cache) >= 1  # computed once per resolution, then reused
+
+
+def test_eager_and_sdpa_agree_in_fp32():
+    model = tiny_model(num_cross_attention_heads=2, cross_attention_qk_dim=32)
+    x = images(4)
+    model.config._attn_implementation = "sdpa"
+    sdpa = model(x).logits
+    model.config._attn_implementation = "eager"
+    eager = model(x).logits
+    torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_gradient_reaches_every_parameter():
+    model = tiny_model(num_blocks=3, num_cross_attends=3, share_block_weights=False).train()
+    model(images(4), labels=torch.tensor([1, 2, 3, 4])).loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    x, labels = images(4), torch.tensor([1, 2, 3, 4])
+    plain = tiny_model().train()
+    plain(x, labels=labels).loss.backward()
+    checkpointed = tiny_model().train()
+    checkpointed.activation_checkpointing_enable()
+    calls = []
+    checkpointed.perceiver.encoder.cross_attends[0].mlp.register_forward_hook(lambda *args: calls.append(1))
+    checkpointed(x, labels=labels).loss.backward()
+    assert len(calls) == 2 * 2  # two cross-attends share this layer; each forward is recomputed in backward
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_same_seed_same_model_and_outputs():
+    a, b = tiny_model(seed=3), tiny_model(seed=3)
+    torch.testing.assert_close(a(images()).logits, b(images()).logits, rtol=0, atol=0)
+    assert not torch.equal(a(images()).logits, tiny_model(seed=4)(images()).logits)
+
+
+def test_dropout_and_drop_path_only_in_training():
+    model = tiny_model(hidden_dropout_prob=0.3, drop_path_rate=0.3)
+    x = images()
+    torch.testing.assert_close(model(x).logits, model(x).logits)
+    model.train()
+    assert not torch.equal(model(x).logits, model(x).logits)
+
+
+@pytest.mark.parametrize("preset", available_presets())
+def test_every_preset_builds_and_runs_a_forward_pass(preset):
+    config = load_preset(preset, num_labels=10)
+    model = PerceiverStudyForImageClassification(config).eval()
+    size = 16 if preset == "paper-imagenet" else config.image_size  # Fourier features run at any size
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, size, size)).logits
+    assert logits.shape == (1, 10) and torch.isfinite(logits).all()
+
+
+def test_soft_labels_give_soft_cross_entropy():
+    model = tiny_model()
+    x = images(2)
+    hard = torch.tensor([3, 7])
+    soft = torch.nn.functional.one_hot(hard, 10).float()
+    torch.testing.assert_close(model(x, labels=soft).loss, model(x, labels=hard).loss)
+
+
+@pytest.mark.parametrize(
+    ("pixel_values", "error", "message"),
+    [
+        (torch.randn(2, 1, 32, 32), ValueError, "pixel_values has 1 channels.*config.num_channels=3"),
+        (torch.randn(3, 32, 32), ValueError, r"must have 4 dimensions.*got shape \(3, 32, 32\)"),
+        (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), TypeError, "must be floating point.*uint8"),
+        ([[0.0]], TypeError, "pixel_values must be a torch.Tensor"),
+    ],
+)
+def test_bad_pixel_values_raise_clear_errors(pixel_values, error, message):
+    with pytest.raises(error, match=message):
+        tiny_model()(pixel_values)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (torch.tensor([0, 10]), r"labels must be in \[0, 9\].*got \[10\]"),
+        (torch.tensor([-1, 2]), r"labels must be in \[0, 9\].*got \[-1\]"),
+        (torch.tensor([[1], [2]]), "labels must be integer class ids of shape"),
+        (torch.ones(2, 3), r"soft labels must have shape \(batch, num_labels\)"),
+    ],
+)
+def test_bad_labels_raise_clear_errors(labels, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(images(2), labels=labels)
+
+
+def test_config_changed_after_construction_is_rechecked():
+    config = PerceiverStudyConfig(num_latents=4, latent_dim=16, num_self_attention_heads=2)
+    config.num_latents = 0
+    with pytest.raises(ValueError, match="num_latents"):
+        PerceiverStudyModel(config)
