@@ -25,7 +25,9 @@ __version__ = "0.1.0"
 AutoConfig.register(PerceiverStudyConfig.model_type, PerceiverStudyConfig, exist_ok=True)
 AutoModel.register(PerceiverStudyConfig, PerceiverStudyModel, exist_ok=True)
 AutoModelForImageClassification.register(PerceiverStudyConfig, PerceiverStudyForImageClassification, exist_ok=True)
-AutoImageProcessor.register(PerceiverStudyConfig, slow_image_processor_class=PerceiverStudyImageProcessor, exist_ok=True)
+AutoImageProcessor.register(
+    PerceiverStudyConfig, slow_image_processor_class=PerceiverStudyImageProcessor, exist_ok=True
+)
 # `save_pretrained` copies the code files and records these in `auto_map` for trust_remote_code loading.
 PerceiverStudyConfig.register_for_auto_class("AutoConfig")
 PerceiverStudyModel.register_for_auto_class("AutoModel")

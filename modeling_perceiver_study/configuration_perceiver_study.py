@@ -152,12 +152,28 @@ class PerceiverStudyConfig(PreTrainedConfig):
 
     def validate_fields(self) -> None:
         """Raise a `ValueError` naming the first field whose value is out of its allowed range."""
-        for name in ("image_size", "num_channels", "num_latents", "latent_dim", "num_blocks", "num_cross_attends",
-                     "num_self_attends_per_block", "num_cross_attention_heads", "num_self_attention_heads",
-                     "cross_attention_widening_factor", "self_attention_widening_factor", "num_fourier_bands"):
+        for name in (
+            "image_size",
+            "num_channels",
+            "num_latents",
+            "latent_dim",
+            "num_blocks",
+            "num_cross_attends",
+            "num_self_attends_per_block",
+            "num_cross_attention_heads",
+            "num_self_attention_heads",
+            "cross_attention_widening_factor",
+            "self_attention_widening_factor",
+            "num_fourier_bands",
+        ):
             _require_int(self, name, minimum=1)
-        for name in ("cross_attention_qk_dim", "cross_attention_v_dim", "self_attention_qk_dim",
-                     "self_attention_v_dim", "fourier_max_resolution"):
+        for name in (
+            "cross_attention_qk_dim",
+            "cross_attention_v_dim",
+            "self_attention_qk_dim",
+            "self_attention_v_dim",
+            "fourier_max_resolution",
+        ):
             if getattr(self, name) is not None:
                 _require_int(self, name, minimum=1, allow_none=True)
         for name in ("share_cross_attend_weights", "share_block_weights", "use_query_residual", "qkv_bias"):
@@ -175,7 +191,9 @@ class PerceiverStudyConfig(PreTrainedConfig):
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.hidden_act not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
-        _require_divisible(self, "resolved_cross_attention_qk_dim", "cross_attention_qk_dim", "num_cross_attention_heads")
+        _require_divisible(
+            self, "resolved_cross_attention_qk_dim", "cross_attention_qk_dim", "num_cross_attention_heads"
+        )
         _require_divisible(self, "resolved_cross_attention_v_dim", "cross_attention_v_dim", "num_cross_attention_heads")
         _require_divisible(self, "resolved_self_attention_qk_dim", "self_attention_qk_dim", "num_self_attention_heads")
         _require_divisible(self, "resolved_self_attention_v_dim", "self_attention_v_dim", "num_self_attention_heads")
@@ -194,8 +212,10 @@ def _require_int(config, name, minimum, allow_none=False):
 def _require_float(config, name, low, high, low_inclusive=True, high_inclusive=True):
     value = getattr(config, name)
     ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-    in_range = ok_type and (value >= low if low_inclusive else value > low) and (
-        value <= high if high_inclusive else value < high
+    in_range = (
+        ok_type
+        and (value >= low if low_inclusive else value > low)
+        and (value <= high if high_inclusive else value < high)
     )
     if not in_range:
         interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
@@ -205,9 +225,7 @@ def _require_float(config, name, low, high, low_inclusive=True, high_inclusive=T
 def _require_divisible(config, resolved_attr, field_name, heads_name):
     width, heads = getattr(config, resolved_attr), getattr(config, heads_name)
     if width % heads != 0:
-        raise ValueError(
-            f"{field_name} (resolved to {width}) must be divisible by {heads_name} ({heads})"
-        )
+        raise ValueError(f"{field_name} (resolved to {width}) must be divisible by {heads_name} ({heads})")
 
 
 __all__ = ["PerceiverStudyConfig"]

@@ -147,7 +147,11 @@ class PerceiverStudyAttention(nn.Module):
         k = self.k_proj(keys_values).view(batch_size, -1, self.num_heads, self.qk_head_dim).transpose(1, 2)
         v = self.v_proj(keys_values).view(batch_size, -1, self.num_heads, self.v_head_dim).transpose(1, 2)
         output, weights = attention_fn(
-            self, q, k, v, None,
+            self,
+            q,
+            k,
+            v,
+            None,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
         )
@@ -178,8 +182,21 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
 class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
     """Latents (queries) attend to the input tokens (keys/values), then an MLP. Pre-norm, residual."""
 
-    def __init__(self, latent_dim, input_dim, qk_dim, v_dim, num_heads, widening_factor, activation,
-                 dropout, attention_dropout, layer_norm_eps, use_query_residual=True, bias=True):
+    def __init__(
+        self,
+        latent_dim,
+        input_dim,
+        qk_dim,
+        v_dim,
+        num_heads,
+        widening_factor,
+        activation,
+        dropout,
+        attention_dropout,
+        layer_norm_eps,
+        use_query_residual=True,
+        bias=True,
+    ):
         super().__init__()
         self.use_query_residual = use_query_residual
         self.latents_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
@@ -203,8 +220,19 @@ class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
 class PerceiverStudySelfAttentionLayer(GradientCheckpointingLayer):
     """A pre-norm Transformer layer over the latents."""
 
-    def __init__(self, latent_dim, qk_dim, v_dim, num_heads, widening_factor, activation,
-                 dropout, attention_dropout, layer_norm_eps, bias=True):
+    def __init__(
+        self,
+        latent_dim,
+        qk_dim,
+        v_dim,
+        num_heads,
+        widening_factor,
+        activation,
+        dropout,
+        attention_dropout,
+        layer_norm_eps,
+        bias=True,
+    ):
         super().__init__()
         self.attention_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
         self.attention = PerceiverStudyAttention(
@@ -254,18 +282,33 @@ class PerceiverStudyEncoder(nn.Module):
     @staticmethod
     def _cross_attend(config):
         return PerceiverStudyCrossAttentionLayer(
-            config.latent_dim, config.input_dim, config.resolved_cross_attention_qk_dim,
-            config.resolved_cross_attention_v_dim, config.num_cross_attention_heads,
-            config.cross_attention_widening_factor, config.hidden_act, config.hidden_dropout_prob,
-            config.attention_probs_dropout_prob, config.layer_norm_eps, config.use_query_residual, config.qkv_bias,
+            config.latent_dim,
+            config.input_dim,
+            config.resolved_cross_attention_qk_dim,
+            config.resolved_cross_attention_v_dim,
+            config.num_cross_attention_heads,
+            config.cross_attention_widening_factor,
+            config.hidden_act,
+            config.hidden_dropout_prob,
+            config.attention_probs_dropout_prob,
+            config.layer_norm_eps,
+            config.use_query_residual,
+            config.qkv_bias,
         )
 
     @staticmethod
     def _self_attend(config):
         return PerceiverStudySelfAttentionLayer(
-            config.latent_dim, config.resolved_self_attention_qk_dim, config.resolved_self_attention_v_dim,
-            config.num_self_attention_heads, config.self_attention_widening_factor, config.hidden_act,
-            config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.layer_norm_eps, config.qkv_bias,
+            config.latent_dim,
+            config.resolved_self_attention_qk_dim,
+            config.resolved_self_attention_v_dim,
+            config.num_self_attention_heads,
+            config.self_attention_widening_factor,
+            config.hidden_act,
+            config.hidden_dropout_prob,
+            config.attention_probs_dropout_prob,
+            config.layer_norm_eps,
+            config.qkv_bias,
         )
 
     def cross_attend_for_block(self, block_index: int):
@@ -330,7 +373,9 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
     def __init__(self, config: PerceiverStudyConfig):
         super().__init__(config)
         config.validate_fields()
-        self.position_encoding = FourierPositionEncoding(config.num_fourier_bands, config.resolved_fourier_max_resolution)
+        self.position_encoding = FourierPositionEncoding(
+            config.num_fourier_bands, config.resolved_fourier_max_resolution
+        )
         self.latents = nn.Parameter(torch.empty(config.num_latents, config.latent_dim))
         self.encoder = PerceiverStudyEncoder(config)
         self.layernorm = nn.LayerNorm(config.latent_dim, eps=config.layer_norm_eps)
@@ -417,7 +462,8 @@ class PerceiverStudyForImageClassification(PerceiverStudyPreTrainedModel):
         if labels.is_floating_point() and labels.ndim == 2:
             if labels.shape != logits.shape:
                 raise ValueError(
-                    f"soft labels must have shape (batch, num_labels) = {tuple(logits.shape)}, got {tuple(labels.shape)}"
+                    f"soft labels must have shape (batch, num_labels) = {tuple(logits.shape)}, "
+                    f"got {tuple(labels.shape)}"
                 )
             return torch.sum(-labels * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
         if labels.is_floating_point() or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
@@ -441,7 +487,9 @@ class PerceiverStudyForImageClassification(PerceiverStudyPreTrainedModel):
     ) -> "PerceiverStudyImageClassifierOutput | tuple":
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.perceiver(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             return_dict=True,
         )
         logits = self.classifier(outputs.pooler_output)

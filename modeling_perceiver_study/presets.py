@@ -1,4 +1,4 @@
-"""Model presets: the JSON files in the repository's `configuration/presets/` folder, or any JSON file of config fields."""
+"""Model presets: JSON files of config fields, by name from `configuration/presets/` or by path."""
 
 import json
 from pathlib import Path

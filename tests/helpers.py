@@ -60,7 +60,11 @@ def run_without_package(code: str, env_extra: dict | None = None, cwd=None, time
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise AssertionError(f"fresh process failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

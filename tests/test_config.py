@@ -39,8 +39,14 @@ def test_invalid_values_raise_value_error_naming_field_and_range(field, value, m
 
 
 def test_round_trip_through_json(tmp_path):
-    config = PerceiverStudyConfig(num_latents=16, latent_dim=64, num_blocks=3, num_cross_attends=2,
-                                  id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
+    config = PerceiverStudyConfig(
+        num_latents=16,
+        latent_dim=64,
+        num_blocks=3,
+        num_cross_attends=2,
+        id2label={0: "a", 1: "b"},
+        label2id={"a": 0, "b": 1},
+    )
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "perceiver_study"
