@@ -1,0 +1,180 @@
+"""Image-classification data for training: load a dataset (Hub id, local folder or parquet files), find its columns,
+carve a seeded stratified validation split, and decode every image once into a uint8 tensor.
+
+Training then indexes whole batches out of that tensor (`TensorImageDataset.__getitems__`): no per-image Python and
+no re-decoding on the hot path. Augmentation and normalization happen per batch on the training device
+(`augment.py`).
+"""
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMN_CANDIDATES = ("img", "image", "pixel_values", "images")
+LABEL_COLUMN_CANDIDATES = ("label", "labels", "fine_label", "class")
+
+
+class DataError(ValueError):
+    """Bad dataset input: a message that names the dataset, split, column or rows at fault."""
+
+
+@dataclass
+class DecodedSplit:
+    """One split decoded into memory: images uint8 `(N, C, H, W)`, labels int64 `(N,)`."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    skipped_rows: list[int]
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def looks_like_local_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.endswith(".parquet") or Path(name).exists()
+
+
+def load_image_dataset(dataset_name: str, dataset_config_name: str | None = None, cache_dir: str | None = None):
+    """A `DatasetDict` from a Hub id (e.g. `uoft-cs/cifar10`), a local dataset folder, or parquet file(s)."""
+    import datasets
+
+    if looks_like_local_path(dataset_name):
+        path = Path(dataset_name).expanduser()
+        if not path.exists() and "*" not in dataset_name:
+            raise DataError(f"dataset path {dataset_name!r} does not exist")
+        if path.is_file() or "*" in dataset_name:
+            return datasets.load_dataset("parquet", data_files={"train": str(path)}, cache_dir=cache_dir)
+        return datasets.load_dataset(str(path), dataset_config_name, cache_dir=cache_dir)
+    try:
+        return datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+    except (FileNotFoundError, ConnectionError) as error:
+        raise DataError(
+            f"could not load dataset {dataset_name!r} from the Hugging Face Hub or its cache ({error}). "
+            "Pass a local folder or parquet file with --dataset_name."
+        ) from error
+
+
+def find_column(column_names, explicit: str | None, candidates, kind: str, split: str) -> str:
+    if explicit:
+        if explicit not in column_names:
+            raise DataError(f"{kind} column {explicit!r} not in split {split!r}; its columns are {list(column_names)}")
+        return explicit
+    for name in candidates:
+        if name in column_names:
+            return name
+    raise DataError(
+        f"no {kind} column in split {split!r}: looked for {list(candidates)}, the columns are {list(column_names)}. "
+        f"Name it with --{kind}_column_name."
+    )
+
+
+def label_names(dataset_split, label_column: str) -> list[str]:
+    """Class names from a `ClassLabel` feature, or the sorted distinct values of a plain integer column."""
+    feature = dataset_split.features[label_column]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    values = sorted(set(dataset_split[label_column]))
+    if values != list(range(len(values))):
+        raise DataError(f"label column {label_column!r} must hold class ids 0..K-1, found values {values[:20]}")
+    return [str(value) for value in values]
+
+
+def carve_validation_split(train_split, label_column: str, fraction: float, seed: int):
+    """A seeded, stratified (train, validation) pair carved from `train_split`."""
+    from datasets import ClassLabel
+
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"train_val_split must be a fraction in (0, 1), got {fraction}")
+    if not isinstance(train_split.features[label_column], ClassLabel):
+        names = label_names(train_split, label_column)
+        train_split = train_split.cast_column(label_column, ClassLabel(names=names))
+    parts = train_split.train_test_split(test_size=fraction, seed=seed, stratify_by_column=label_column)
+    return parts["train"], parts["test"]
+
+
+def decode_image(value, image_size: int, num_channels: int) -> np.ndarray:
+    """Bytes / path / PIL image -> uint8 `(C, H, W)`, resized to `image_size` if it is not already that size."""
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(value))
+    elif isinstance(value, str):
+        image = Image.open(value)
+    elif isinstance(value, Image.Image):
+        image = value
+    else:
+        raise TypeError(f"unsupported image value of type {type(value).__name__}")
+    image = image.convert("RGB" if num_channels == 3 else "L")
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def decode_split(
+    dataset_split,
+    image_column: str,
+    label_column: str,
+    image_size: int,
+    num_channels: int = 3,
+    skip_corrupt_images: bool = False,
+    split_name: str = "train",
+) -> DecodedSplit:
+    """Decode every image of a split once. Corrupt images are an error naming their rows, or, with
+    `skip_corrupt_images`, dropped and counted."""
+    from datasets import Image as ImageFeature
+
+    if isinstance(dataset_split.features[image_column], ImageFeature):
+        dataset_split = dataset_split.cast_column(image_column, ImageFeature(decode=False))
+    images = np.empty((len(dataset_split), num_channels, image_size, image_size), dtype=np.uint8)
+    labels = np.asarray(dataset_split[label_column], dtype=np.int64)
+    bad_rows, kept = [], 0
+    for row, value in enumerate(dataset_split[image_column]):
+        try:
+            images[kept] = decode_image(value, image_size, num_channels)
+        except (UnidentifiedImageError, OSError, TypeError, ValueError) as error:
+            bad_rows.append(row)
+            logger.debug("row %d of split %s: %s", row, split_name, error)
+            continue
+        labels[kept] = labels[row]
+        kept += 1
+    if bad_rows and not skip_corrupt_images:
+        raise DataError(
+            f"{len(bad_rows)} image(s) in split {split_name!r}, column {image_column!r} could not be decoded, "
+            f"rows {bad_rows[:20]}{' ...' if len(bad_rows) > 20 else ''}. Fix them, or pass --skip_corrupt_images "
+            "to drop them (they are counted in the metrics)."
+        )
+    if bad_rows:
+        logger.warning("skipped %d corrupt image(s) in split %s: rows %s", len(bad_rows), split_name, bad_rows[:20])
+    return DecodedSplit(torch.from_numpy(images[:kept]), torch.from_numpy(labels[:kept]), bad_rows)
+
+
+class TensorImageDataset(torch.utils.data.Dataset):
+    """Decoded images as a map-style dataset whose batches are gathered with one tensor index."""
+
+    def __init__(self, split: DecodedSplit):
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {"pixel_values": self.images[index], "labels": self.labels[index]}
+
+    def __getitems__(self, indices):  # used by torch's DataLoader to fetch a whole batch at once
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return {"pixel_values": self.images[index], "labels": self.labels[index]}
+
+
+def collate_batch(batch):
+    """Collator for `TensorImageDataset`: a batch fetched whole passes through; a list of items is stacked."""
+    if isinstance(batch, dict):
+        return batch
+    return {key: torch.stack([item[key] for item in batch]) for key in batch[0]}

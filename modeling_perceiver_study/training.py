@@ -1,0 +1,505 @@
+"""Train a Perceiver Study image classifier with `transformers.Trainer` (run by `scripts/train.py`).
+
+Arguments follow transformers' image-classification example: data and model dataclasses plus every
+`TrainingArguments` flag, through `HfArgumentParser`, optionally starting from one JSON recipe file.
+"""
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import (
+    AutoModelForImageClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .augment import AugmentConfig, augment_batch, normalize
+from .configuration_perceiver_study import PerceiverStudyConfig
+from .data import (
+    IMAGE_COLUMN_CANDIDATES,
+    LABEL_COLUMN_CANDIDATES,
+    DataError,
+    TensorImageDataset,
+    carve_validation_split,
+    collate_batch,
+    decode_split,
+    find_column,
+    label_names,
+    load_image_dataset,
+)
+from .export import FULL_AUTO_MAP
+from .image_processing_perceiver_study import PerceiverStudyImageProcessor
+from .metrics import build_compute_metrics
+from .modeling_perceiver_study import PerceiverStudyForImageClassification
+from .plots import plot_training_curves
+from .presets import preset_fields
+
+logger = logging.getLogger("perceiver_study.train")
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="uoft-cs/cifar10",
+        metadata={"help": "A Hub dataset id, a local dataset folder, or a parquet file (glob allowed)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    image_column_name: str | None = field(default=None, metadata={"help": "Image column (default: img or image)."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
+    train_val_split: float = field(
+        default=0.1, metadata={"help": "Fraction of train carved (seeded, stratified) as validation when none exists."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many validation/test images."})
+    skip_corrupt_images: bool = field(
+        default=False, metadata={"help": "Drop (and count) images that cannot be decoded instead of failing."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches downloads."})
+    random_crop_padding: int = field(default=4, metadata={"help": "Random crop after this much padding; 0: off."})
+    horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0: off."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0: off."})
+    mix_probability: float = field(default=1.0, metadata={"help": "Chance a batch is mixed when mixup/cutmix is on."})
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from trained weights: a saved folder or a Hub id (loaded with trust_remote_code)."},
+    )
+    preset: str = field(
+        default="cpu-small",
+        metadata={"help": "Architecture preset from configuration/presets (or a JSON file) when training from scratch."},
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Config fields over the preset, e.g. 'num_latents=64,drop_path_rate=0.1'."}
+    )
+    num_labels: int | None = field(
+        default=None, metadata={"help": "Expected number of classes; an error if the dataset disagrees."}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel: sdpa (default), eager, or a flash attention variant."}
+    )
+    trust_remote_code: bool = field(default=True, metadata={"help": "Allow code files saved with the model."})
+
+
+@dataclass
+class PerceiverTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for this model on CIFAR-10 (every flag can still be given)."""
+
+    output_dir: str = field(default="outputs/perceiver-study", metadata={"help": "Where the model and run files go."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write a resumable checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every N steps."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Batch per device, training."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Batch per device, evaluation."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup: steps, or a ratio of all steps if < 1."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: batches are built here."})
+    ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter is used."})
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training (after a final evaluation and checkpoint) past this budget."}
+    )
+
+
+class PerceiverTrainer(Trainer):
+    """Trainer whose batches arrive as uint8 images and are augmented and normalized on the training device."""
+
+    def __init__(self, *args, augment_config: AugmentConfig, image_mean, image_std, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augment_config = augment_config
+        self.image_mean, self.image_std = image_mean, image_std
+        if augment_config.mixes:
+            self.label_smoother = None  # smoothing is folded into mixup/cutmix's soft targets instead
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        pixels = inputs["pixel_values"]
+        if pixels.dtype != torch.uint8:
+            return inputs
+        if self.model.training:
+            num_labels = self.model.config.num_labels
+            pixels, labels = augment_batch(
+                pixels, inputs["labels"], self.augment_config, num_labels, self.image_mean, self.image_std
+            )
+            return {**inputs, "pixel_values": pixels, "labels": labels}
+        return {**inputs, "pixel_values": normalize(pixels, self.image_mean, self.image_std)}
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Ends training once `max_minutes` of training time have passed; the Trainer then evaluates and saves."""
+
+    def __init__(self, max_minutes: float):
+        self.max_seconds = 60.0 * max_minutes
+        self.started = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.started >= self.max_seconds:
+            logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def recipe_to_argv(recipe_path: str) -> list[str]:
+    """A JSON recipe (a flat object of argument names to values) as command-line arguments."""
+    path = Path(recipe_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe file {recipe_path} does not exist")
+    try:
+        recipe = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"recipe file {recipe_path} is not valid JSON: {error}") from error
+    argv = []
+    for key, value in recipe.items():
+        if key.startswith("_"):
+            continue
+        values = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *(json.dumps(v) if isinstance(v, (bool, dict)) else str(v) for v in values)]
+    return argv
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """`train.py [recipe.json] [--flag value ...]`: flags given on the command line override the recipe's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".json"):
+        argv = recipe_to_argv(argv[0]) + argv[1:]
+    parser = HfArgumentParser((ModelArguments, DataArguments, PerceiverTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def parse_overrides(text: str | None) -> dict:
+    """'a=1,b=true,c=mean' -> {'a': 1, 'b': True, 'c': 'mean'} (values read as JSON where they parse)."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        if "=" not in item:
+            raise ValueError(f"config_overrides item {item!r} must look like name=value")
+        name, raw = (piece.strip() for piece in item.split("=", 1))
+        try:
+            overrides[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[name] = raw
+    unknown = [name for name in overrides if name not in PerceiverStudyConfig.__dataclass_fields__]
+    if unknown:
+        raise ValueError(f"config_overrides names unknown config fields {unknown}")
+    return overrides
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class PreparedData:
+    train: TensorImageDataset
+    validation: TensorImageDataset
+    test: TensorImageDataset | None
+    label_names: list[str]
+    skipped_rows: dict[str, list[int]]
+
+
+def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, seed: int) -> PreparedData:
+    dataset = load_image_dataset(data_args.dataset_name, data_args.dataset_config_name, data_args.cache_dir)
+    if "train" not in dataset:
+        raise DataError(f"dataset {data_args.dataset_name!r} has no 'train' split; its splits are {list(dataset)}")
+    train = dataset["train"]
+    image_column = find_column(
+        train.column_names, data_args.image_column_name, IMAGE_COLUMN_CANDIDATES, "image", "train"
+    )
+    label_column = find_column(
+        train.column_names, data_args.label_column_name, LABEL_COLUMN_CANDIDATES, "label", "train"
+    )
+    names = label_names(train, label_column)
+    if "validation" in dataset:
+        validation = dataset["validation"]
+    else:
+        train, validation = carve_validation_split(train, label_column, data_args.train_val_split, seed)
+    test = dataset["test"] if "test" in dataset else None
+    for split_name, split in (("validation", validation), ("test", test)):
+        if split is not None:
+            find_column(split.column_names, image_column, (), "image", split_name)
+            find_column(split.column_names, label_column, (), "label", split_name)
+
+    def limit(split, maximum):
+        return split if maximum is None or maximum >= len(split) else split.shuffle(seed=seed).select(range(maximum))
+
+    splits = {
+        "train": limit(train, data_args.max_train_samples),
+        "validation": limit(validation, data_args.max_eval_samples),
+        "test": limit(test, data_args.max_eval_samples) if test is not None else None,
+    }
+    decoded = {
+        name: decode_split(
+            split, image_column, label_column, image_size, num_channels, data_args.skip_corrupt_images, name
+        )
+        for name, split in splits.items()
+        if split is not None
+    }
+    for name, split in decoded.items():
+        if len(split) == 0:
+            raise DataError(f"split {name!r} of {data_args.dataset_name!r} has no usable images")
+        if split.labels.min() < 0 or split.labels.max() >= len(names):
+            raise DataError(f"split {name!r} has labels outside 0..{len(names) - 1} ({len(names)} label names)")
+    return PreparedData(
+        train=TensorImageDataset(decoded["train"]),
+        validation=TensorImageDataset(decoded["validation"]),
+        test=TensorImageDataset(decoded["test"]) if "test" in decoded else None,
+        label_names=names,
+        skipped_rows={name: split.skipped_rows for name, split in decoded.items() if split.skipped_rows},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def label_maps(names: list[str]) -> dict:
+    return {"id2label": dict(enumerate(names)), "label2id": {name: i for i, name in enumerate(names)}}
+
+
+def replace_classifier(model: PerceiverStudyForImageClassification, names: list[str]):
+    """A fresh linear head for a new label set; the encoder keeps its trained weights."""
+    model.classifier = torch.nn.Linear(model.config.latent_dim, len(names))
+    model._init_weights(model.classifier)
+    model.num_labels = len(names)
+    model.config.num_labels = len(names)
+    for key, value in label_maps(names).items():
+        setattr(model.config, key, value)
+    return model
+
+
+def build_model(model_args: ModelArguments, names: list[str] | None = None, config_only: bool = False):
+    """From a preset (plus overrides) or from trained weights; the head matches the dataset's labels."""
+    overrides = parse_overrides(model_args.config_overrides)
+    if model_args.attn_implementation:
+        overrides["attn_implementation"] = model_args.attn_implementation
+    if model_args.model_name_or_path is None:
+        fields = {**preset_fields(model_args.preset), **overrides}
+        if names is not None:
+            fields.update(num_labels=len(names), **label_maps(names))
+        config = PerceiverStudyConfig(**fields)
+        if config_only:
+            return config
+        model = PerceiverStudyForImageClassification(config)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
+        )
+        if config_only:
+            return model.config
+        old_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if names is not None and old_names != names:
+            logger.info("label set differs from the checkpoint's %s: new head for %s", old_names, names)
+            replace_classifier(model, names)
+    model.config.auto_map = dict(FULL_AUTO_MAP)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """The Trainer writes `trainer_state.json` last: its presence (and the weights) mark a finished checkpoint."""
+    state = path / "trainer_state.json"
+    if not state.is_file() or not any(path.glob("model*.safetensors")):
+        return False
+    try:
+        json.loads(state.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str) -> Path | None:
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    checkpoints = sorted(
+        (path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.name.split("-")[-1].isdigit()),
+        key=lambda path: int(path.name.split("-")[-1]),
+        reverse=True,
+    )
+    for path in checkpoints:
+        if is_complete_checkpoint(path):
+            return path
+        logger.warning("ignoring incomplete checkpoint %s (interrupted while saving)", path)
+    return None
+
+
+def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """An explicit --resume_from_checkpoint must be a complete checkpoint; otherwise resume from the last one."""
+    explicit = training_args.resume_from_checkpoint
+    if explicit not in (None, "", "False", "false"):
+        if explicit in ("True", "true"):
+            found = last_complete_checkpoint(training_args.output_dir)
+            if found is None:
+                raise FileNotFoundError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}")
+            return str(found)
+        path = Path(explicit)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint {explicit}: no such checkpoint folder")
+        if not is_complete_checkpoint(path):
+            raise ValueError(
+                f"--resume_from_checkpoint {explicit}: not a complete checkpoint (needs trainer_state.json and "
+                f"model weights; found {sorted(p.name for p in path.iterdir())})"
+            )
+        return str(path)
+    found = last_complete_checkpoint(training_args.output_dir)
+    if found is not None:
+        logger.info("resuming from %s", found)
+    return str(found) if found else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Run files
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2, default=str)
+        stream.write("\n")
+    os.replace(temporary, path)
+
+
+def strip_prefix(metrics: dict, prefix: str) -> dict:
+    return {key.removeprefix(prefix): value for key, value in metrics.items()}
+
+
+def best_validation_accuracy(log_history: list[dict]) -> float | None:
+    scores = [entry["eval_accuracy"] for entry in log_history if "eval_accuracy" in entry]
+    return max(scores) if scores else None
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("modeling_perceiver_study").setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Main
+
+
+class SetupError(Exception):
+    """A problem with the run's input (arguments, dataset, checkpoint), found before any training step."""
+
+
+def build_trainer(model_args: ModelArguments, data_args: DataArguments, training_args: PerceiverTrainingArguments):
+    """Everything before the first step: checkpoint to resume, data, model, Trainer."""
+    set_seed(training_args.seed)
+    resume_from = resolve_resume_checkpoint(training_args)
+    config = build_model(model_args, config_only=True)
+    with training_args.main_process_first(desc="load and decode the dataset"):
+        data = prepare_data(data_args, config.image_size, config.num_channels, training_args.seed)
+    if model_args.num_labels is not None and model_args.num_labels != len(data.label_names):
+        raise DataError(
+            f"--num_labels {model_args.num_labels} disagrees with the dataset, which has {len(data.label_names)} "
+            f"labels: {data.label_names}"
+        )
+    set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
+    model = build_model(model_args, data.label_names)
+    processor = PerceiverStudyImageProcessor(size={"height": model.config.image_size, "width": model.config.image_size})
+    augment_config = AugmentConfig(
+        random_crop_padding=data_args.random_crop_padding,
+        horizontal_flip=data_args.horizontal_flip,
+        mixup_alpha=data_args.mixup_alpha,
+        cutmix_alpha=data_args.cutmix_alpha,
+        mix_probability=data_args.mix_probability,
+        label_smoothing=training_args.label_smoothing_factor,
+    )
+    callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
+    trainer = PerceiverTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=collate_batch,
+        processing_class=processor,
+        compute_metrics=build_compute_metrics(model.config.num_labels),
+        callbacks=callbacks,
+        augment_config=augment_config,
+        image_mean=processor.image_mean,
+        image_std=processor.image_std,
+    )
+    return trainer, data, resume_from
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: PerceiverTrainingArguments) -> dict:
+    setup_logging(training_args)
+    try:
+        trainer, data, resume_from = build_trainer(model_args, data_args, training_args)
+    except (ValueError, FileNotFoundError, TypeError) as error:  # bad input, named by the message
+        raise SetupError(str(error)) from error
+    model = trainer.model
+    logger.info(
+        "training %s (%.2fM parameters) on %d images, validating on %d%s",
+        model_args.model_name_or_path or f"preset {model_args.preset}",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        len(data.train),
+        len(data.validation),
+        f", testing on {len(data.test)}" if data.test is not None else "",
+    )
+    started = time.monotonic()
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.monotonic() - started
+    trainer.save_model()  # weights, config (with auto_map), image processor and code files, in output_dir
+    trainer.save_state()
+
+    metrics = {"train": {**train_result.metrics, "num_samples": len(data.train), "wall_seconds": train_seconds}}
+    metrics["validation"] = strip_prefix(trainer.evaluate(metric_key_prefix="eval"), "eval_")
+    if data.test is not None:
+        metrics["test"] = strip_prefix(trainer.evaluate(data.test, metric_key_prefix="test"), "test_")
+    metrics["best_validation_accuracy"] = best_validation_accuracy(trainer.state.log_history + [
+        {"eval_accuracy": metrics["validation"]["accuracy"]}
+    ])
+    metrics["skipped_corrupt_images"] = {name: len(rows) for name, rows in data.skipped_rows.items()}
+    metrics["dataset"] = data_args.dataset_name
+    metrics["label_names"] = data.label_names
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        write_json_atomic(
+            output_dir / "run_args.json",
+            {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
+        )
+        plot_training_curves(output_dir / "trainer_state.json", output_dir / "training_curves.png")
+        logger.info("validation accuracy %.4f; model folder ready in %s", metrics["validation"]["accuracy"], output_dir)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_arguments(argv)
+    return train(model_args, data_args, training_args)

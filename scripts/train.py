@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Train a Perceiver on CIFAR-10 (or any image-classification dataset) with transformers.Trainer.
+
+    python scripts/train.py configuration/recipes/cpu-small.json [--flag value ...]
+    accelerate launch --config_file configuration/accelerate/multi_gpu.yaml scripts/train.py configuration/recipes/seed.json
+    torchrun --nproc_per_node 2 scripts/train.py ...
+
+Run with --help for every flag. Rerunning the same command after an interruption resumes from the last checkpoint.
+"""
+
+import sys
+
+from modeling_perceiver_study.training import SetupError, main
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
