@@ -30,6 +30,10 @@ class PerceiverStudyConfig(PreTrainedConfig):
             Side of the square images the model is trained on. Also the default `fourier_max_resolution`.
         num_channels (`int`, defaults to 3):
             Channels of `pixel_values`.
+        input_patch_size (`int`, defaults to 1):
+            Side of the square pixel patches that become input tokens. 1 (the paper's ImageNet setting) makes every
+            pixel a token; p > 1 makes every p x p patch one token of `p * p * num_channels` values (space-to-depth,
+            as in Perceiver IO), p^2 times fewer tokens. Image sides must be multiples of p.
         num_latents (`int`, defaults to 128):
             Number of latent vectors (N in the paper): the size of the bottleneck.
         latent_dim (`int`, defaults to 256):
@@ -68,7 +72,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
             Frequency bands per spatial axis. Each pixel gets `2 + 4 * num_fourier_bands` position features.
         fourier_max_resolution (`int`, *optional*):
             Resolution whose Nyquist frequency is the highest band (bands are spaced linearly from 1 to
-            `fourier_max_resolution / 2`). Defaults to `image_size`.
+            `fourier_max_resolution / 2`). Defaults to the token grid's side, `image_size // input_patch_size`.
         hidden_act (`str`, defaults to `"gelu"`):
             MLP activation, one of `gelu`, `gelu_new`, `relu`, `silu`.
         hidden_dropout_prob (`float`, defaults to 0.0):
@@ -91,6 +95,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
 
     image_size: int = 32
     num_channels: int = 3
+    input_patch_size: int = 1
     num_latents: int = 128
     latent_dim: int = 256
     num_blocks: int = 1
@@ -127,12 +132,12 @@ class PerceiverStudyConfig(PreTrainedConfig):
     # Derived sizes (never stored, so they cannot disagree with the fields they come from).
     @property
     def input_dim(self) -> int:
-        """Features per input token: the pixel's channels, its (y, x) position, and sin/cos of each band per axis."""
-        return self.num_channels + 2 + 4 * self.num_fourier_bands
+        """Features per input token: its pixel values, its (y, x) position, and sin/cos of each band per axis."""
+        return self.num_channels * self.input_patch_size**2 + 2 + 4 * self.num_fourier_bands
 
     @property
     def resolved_fourier_max_resolution(self) -> int:
-        return self.fourier_max_resolution or self.image_size
+        return self.fourier_max_resolution or self.image_size // self.input_patch_size
 
     @property
     def resolved_cross_attention_qk_dim(self) -> int:
@@ -187,6 +192,8 @@ class PerceiverStudyConfig(PreTrainedConfig):
             raise ValueError(
                 f"num_cross_attends must be between 1 and num_blocks ({self.num_blocks}), got {self.num_cross_attends}"
             )
+        if self.image_size % self.input_patch_size != 0:
+            raise ValueError(f"input_patch_size ({self.input_patch_size}) must divide image_size ({self.image_size})")
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.hidden_act not in HIDDEN_ACTIVATIONS:

@@ -23,9 +23,7 @@ class LocalAccuracy(evaluate.Metric):
             module_type="metric",
             description="Proportion of predictions equal to their reference label.",
             citation="",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}),
         )
 
     def _compute(self, predictions, references, sample_weight=None):
@@ -35,8 +33,10 @@ class LocalAccuracy(evaluate.Metric):
 
 
 def is_offline() -> bool:
-    return any(os.environ.get(name, "0").upper() in ("1", "ON", "YES", "TRUE")
-               for name in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"))
+    return any(
+        os.environ.get(name, "0").upper() in ("1", "ON", "YES", "TRUE")
+        for name in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE")
+    )
 
 
 def load_accuracy() -> evaluate.EvaluationModule:

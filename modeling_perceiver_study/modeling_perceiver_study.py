@@ -78,11 +78,21 @@ def fourier_position_features(height: int, width: int, num_bands: int, max_resol
     return torch.cat([positions, torch.sin(math.pi * scaled), torch.cos(math.pi * scaled)], dim=-1)
 
 
-class FourierPositionEncoding(nn.Module):
-    """Appends Fourier position features to each pixel, for whatever H x W the input has (no interpolation)."""
+def patches_to_tokens(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/p * W/p, p * p * C): each p x p patch a token, values ordered (row, column, channel)."""
+    batch_size, channels, height, width = pixel_values.shape
+    p = patch_size
+    patches = pixel_values.reshape(batch_size, channels, height // p, p, width // p, p)
+    return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch_size, (height // p) * (width // p), p * p * channels)
 
-    def __init__(self, num_bands: int, max_resolution: int):
+
+class FourierPositionEncoding(nn.Module):
+    """Turns an image into input tokens: its pixels (or p x p patches), each with Fourier features of its position
+    appended, for whatever H x W the input has (no interpolation)."""
+
+    def __init__(self, num_bands: int, max_resolution: int, patch_size: int = 1):
         super().__init__()
+        self.patch_size = patch_size
         self.num_bands = num_bands
         self.max_resolution = max_resolution
         self._cache: dict[tuple, torch.Tensor] = {}  # (H, W, device) -> float32 features; not part of the weights
@@ -95,8 +105,9 @@ class FourierPositionEncoding(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         batch_size, _, height, width = pixel_values.shape
-        pixels = pixel_values.permute(0, 2, 3, 1).reshape(batch_size, height * width, -1)  # (B, M, C)
-        positions = self.features(height, width, pixel_values.device, pixel_values.dtype)  # (M, F - C)
+        p = self.patch_size
+        pixels = patches_to_tokens(pixel_values, p)  # (B, M, p * p * C), M = H/p * W/p
+        positions = self.features(height // p, width // p, pixel_values.device, pixel_values.dtype)  # (M, P)
         return torch.cat([pixels, positions.expand(batch_size, -1, -1)], dim=-1)  # (B, M, F)
 
 
@@ -374,7 +385,7 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
         super().__init__(config)
         config.validate_fields()
         self.position_encoding = FourierPositionEncoding(
-            config.num_fourier_bands, config.resolved_fourier_max_resolution
+            config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
         )
         self.latents = nn.Parameter(torch.empty(config.num_latents, config.latent_dim))
         self.encoder = PerceiverStudyEncoder(config)
@@ -394,6 +405,12 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
             raise TypeError(
                 f"pixel_values must be floating point (rescaled and normalized, e.g. by the image processor), got "
                 f"{pixel_values.dtype}"
+            )
+        patch = self.config.input_patch_size
+        if pixel_values.shape[2] % patch or pixel_values.shape[3] % patch:
+            raise ValueError(
+                f"pixel_values height and width {tuple(pixel_values.shape[2:])} must be multiples of "
+                f"config.input_patch_size={patch}"
             )
         if pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(

@@ -82,7 +82,9 @@ class ModelArguments:
     )
     preset: str = field(
         default="cpu-small",
-        metadata={"help": "Architecture preset from configuration/presets (or a JSON file) when training from scratch."},
+        metadata={
+            "help": "Architecture preset from configuration/presets (or a JSON file) when training from scratch."
+        },
     )
     config_overrides: str | None = field(
         default=None, metadata={"help": "Config fields over the preset, e.g. 'num_latents=64,drop_path_rate=0.1'."}
@@ -403,10 +405,11 @@ def setup_logging(training_args: TrainingArguments) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("modeling_perceiver_study").setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
+    # This script's own messages (resuming, sizes, results) at INFO on the main process; transformers' as configured.
+    own_level = logging.INFO if training_args.should_log else logging.WARNING
+    logger.setLevel(own_level)
+    logging.getLogger("modeling_perceiver_study").setLevel(own_level)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -478,13 +481,20 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: P
     trainer.save_model()  # weights, config (with auto_map), image processor and code files, in output_dir
     trainer.save_state()
 
-    metrics = {"train": {**train_result.metrics, "num_samples": len(data.train), "wall_seconds": train_seconds}}
+    metrics = {
+        "train": {
+            **train_result.metrics,
+            "num_samples": len(data.train),
+            "wall_seconds": train_seconds,
+            "world_size": training_args.world_size,
+        }
+    }
     metrics["validation"] = strip_prefix(trainer.evaluate(metric_key_prefix="eval"), "eval_")
     if data.test is not None:
         metrics["test"] = strip_prefix(trainer.evaluate(data.test, metric_key_prefix="test"), "test_")
-    metrics["best_validation_accuracy"] = best_validation_accuracy(trainer.state.log_history + [
-        {"eval_accuracy": metrics["validation"]["accuracy"]}
-    ])
+    metrics["best_validation_accuracy"] = best_validation_accuracy(
+        trainer.state.log_history + [{"eval_accuracy": metrics["validation"]["accuracy"]}]
+    )
     metrics["skipped_corrupt_images"] = {name: len(rows) for name, rows in data.skipped_rows.items()}
     metrics["dataset"] = data_args.dataset_name
     metrics["label_names"] = data.label_names
@@ -502,4 +512,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: P
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
-    return train(model_args, data_args, training_args)
+    try:
+        return train(model_args, data_args, training_args)
+    finally:
+        # A clean shutdown of the process group avoids most aborts at interpreter exit under DDP.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

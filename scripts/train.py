@@ -2,7 +2,8 @@
 """Train a Perceiver on CIFAR-10 (or any image-classification dataset) with transformers.Trainer.
 
     python scripts/train.py configuration/recipes/cpu-small.json [--flag value ...]
-    accelerate launch --config_file configuration/accelerate/multi_gpu.yaml scripts/train.py configuration/recipes/seed.json
+    accelerate launch --config_file configuration/accelerate/multi_gpu.yaml scripts/train.py \
+        configuration/recipes/seed.json
     torchrun --nproc_per_node 2 scripts/train.py ...
 
 Run with --help for every flag. Rerunning the same command after an interruption resumes from the last checkpoint.

@@ -13,6 +13,8 @@ def test_defaults_are_valid_and_derived_sizes_follow_fields():
     assert config.resolved_fourier_max_resolution == config.image_size
     assert config.resolved_cross_attention_qk_dim == config.latent_dim
     assert PerceiverStudyConfig(cross_attention_qk_dim=64).resolved_cross_attention_v_dim == 64
+    patched = PerceiverStudyConfig(input_patch_size=4, num_fourier_bands=8)
+    assert patched.input_dim == 3 * 16 + 2 + 4 * 8 and patched.resolved_fourier_max_resolution == 8
 
 
 @pytest.mark.parametrize(
@@ -31,6 +33,7 @@ def test_defaults_are_valid_and_derived_sizes_follow_fields():
         ("num_cross_attends", 3, "num_cross_attends must be between 1 and num_blocks (1)"),
         ("num_self_attention_heads", 3, "self_attention_qk_dim (resolved to 256) must be divisible by"),
         ("cross_attention_v_dim", 0, "cross_attention_v_dim must be an integer >= 1"),
+        ("input_patch_size", 5, "input_patch_size (5) must divide image_size (32)"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):

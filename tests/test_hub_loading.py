@@ -3,76 +3,19 @@
 
 import json
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
-from modeling_perceiver_study import PerceiverStudyForImageClassification, PerceiverStudyImageProcessor
+from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.export import CODE_FILES
 from tests.helpers import (
-    CIFAR10_LABELS,
+    LOAD_AND_PREDICT,
+    check_loaded,
     lay_into_hub_cache,
     offline_env,
     run_without_package,
     save_tiny_model_folder,
 )
-
-LOAD_AND_PREDICT = """
-import json, numpy as np, torch
-from PIL import Image
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, pipeline
-source = {source!r}
-config = AutoConfig.from_pretrained(source, trust_remote_code=True)
-model = AutoModelForImageClassification.from_pretrained(source, trust_remote_code=True).eval()
-base = AutoModel.from_pretrained(source, trust_remote_code=True).eval()
-processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=True)
-torch.manual_seed(0)
-pixels = torch.randn(2, 3, 32, 32)
-with torch.no_grad():
-    logits = model(pixels).logits
-    pooled = base(pixels).pooler_output
-image = Image.fromarray((np.arange(32 * 32 * 3) % 251).astype("uint8").reshape(32, 32, 3))  # = test_image()
-classify = pipeline("image-classification", model=source, trust_remote_code=True)
-print(json.dumps({{
-    "config_class": type(config).__name__, "model_class": type(model).__name__, "base_class": type(base).__name__,
-    "module": type(model).__module__, "processor_class": type(processor).__name__,
-    "logits": logits.tolist(), "pooled": pooled.tolist(),
-    "processed": processor(image, return_tensors="pt")["pixel_values"].tolist(),
-    "pipeline": classify(image, top_k=3),
-}}))
-"""
-
-
-def test_image():
-    return Image.fromarray((np.arange(32 * 32 * 3) % 251).astype("uint8").reshape(32, 32, 3))
-
-
-def expected_outputs(model):
-    torch.manual_seed(0)
-    pixels = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        return model(pixels).logits, model.perceiver(pixels).pooler_output
-
-
-def check_loaded(result, model):
-    logits, pooled = expected_outputs(model)
-    assert result["config_class"] == "PerceiverStudyConfig"
-    assert result["model_class"] == "PerceiverStudyForImageClassification"
-    assert result["base_class"] == "PerceiverStudyModel"
-    assert result["processor_class"] == "PerceiverStudyImageProcessor"
-    assert result["module"].startswith("transformers_modules.")  # the saved code file, not this package
-    torch.testing.assert_close(torch.tensor(result["logits"]), logits, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(torch.tensor(result["pooled"]), pooled, atol=1e-6, rtol=1e-6)
-    processed = PerceiverStudyImageProcessor()(test_image(), return_tensors="pt")["pixel_values"]
-    torch.testing.assert_close(torch.tensor(result["processed"]), processed)
-    with torch.no_grad():
-        probabilities = model(processed).logits.softmax(-1)[0]
-    top = probabilities.topk(3)
-    expected = [{"label": CIFAR10_LABELS[i], "score": s} for s, i in zip(top.values.tolist(), top.indices.tolist())]
-    assert [p["label"] for p in result["pipeline"]] == [p["label"] for p in expected]
-    for got, want in zip(result["pipeline"], expected):
-        assert abs(got["score"] - want["score"]) < 1e-5
 
 
 def test_saved_folder_has_weights_config_auto_map_and_code(tmp_path):

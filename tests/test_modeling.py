@@ -6,7 +6,7 @@ from modeling_perceiver_study import (
     PerceiverStudyForImageClassification,
     PerceiverStudyModel,
 )
-from modeling_perceiver_study.modeling_perceiver_study import fourier_position_features
+from modeling_perceiver_study.modeling_perceiver_study import fourier_position_features, patches_to_tokens
 from modeling_perceiver_study.presets import available_presets, load_preset
 from tests.helpers import tiny_config, tiny_model
 
@@ -69,6 +69,20 @@ def test_fourier_features_match_formula_and_any_resolution_runs():
     model = tiny_model()
     assert model(images(2, size=48)).logits.shape == (2, 10)  # trained size 32, no interpolation needed
     assert model(torch.randn(1, 3, 20, 36)).logits.shape == (1, 10)
+
+
+def test_patch_tokens_hold_each_patch_and_cut_the_token_count():
+    pixels = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    tokens = patches_to_tokens(pixels, 2)
+    assert tokens.shape == (2, 4, 12)
+    # token 1 is the top-right 2 x 2 patch, values ordered (row, column, channel)
+    torch.testing.assert_close(tokens[0, 1], pixels[0, :, 0:2, 2:4].permute(1, 2, 0).reshape(-1))
+    model = tiny_model(input_patch_size=2)
+    out = model(images(2), output_attentions=True)
+    assert out.cross_attentions[0].shape[-1] == 16 * 16
+    assert model.config.resolved_fourier_max_resolution == 16
+    with pytest.raises(ValueError, match=r"must be multiples of config.input_patch_size=2"):
+        model(torch.randn(1, 3, 31, 32))
 
 
 def test_position_features_follow_input_dtype_under_autocast():

@@ -1,0 +1,264 @@
+"""Publish a trained model folder to the Hugging Face Hub: stage exactly the repository's files, render the model
+card from the run's own files, then upload everything in one commit."""
+
+import json
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from .export import CODE_FILES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_CARD_TEMPLATE = REPO_ROOT / "model_card.md"
+
+# What the Hub repository holds, and nothing else (no optimizer state, checkpoints or stray files).
+COPIED_FILES = (
+    "model.safetensors",
+    "config.json",
+    "preprocessor_config.json",
+    *CODE_FILES,
+    "training_curves.png",
+    "metrics.json",
+)
+# Read to write the card, not published.
+RUN_FILES = ("run_args.json",)
+REQUIRED_FILES = COPIED_FILES + RUN_FILES
+PAPER = "https://arxiv.org/abs/2103.03206"
+
+
+class PublishError(RuntimeError):
+    """Publishing cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class StagedFile:
+    path_in_repo: str
+    local_path: Path
+
+    @property
+    def size(self) -> int:
+        return self.local_path.stat().st_size
+
+
+def check_model_folder(model_dir) -> Path:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PublishError(f"model folder {model_dir} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise PublishError(
+            f"model folder {model_dir} lacks {', '.join(missing)}: publish the output folder of a finished "
+            "scripts/train.py run"
+        )
+    return model_dir
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise PublishError(f"{path} is not valid JSON: {error}") from error
+
+
+def percent(value) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def architecture_table(config: dict) -> str:
+    rows = [
+        (
+            "Input",
+            f"{config['image_size']} x {config['image_size']} x {config['num_channels']} pixels, "
+            f"{config.get('input_patch_size', 1)} x {config.get('input_patch_size', 1)} pixels per token",
+        ),
+        ("Position features", f"Fourier, {config['num_fourier_bands']} bands per axis"),
+        ("Latents", f"{config['num_latents']} x {config['latent_dim']}"),
+        ("Blocks", f"{config['num_blocks']} ({config['num_cross_attends']} with a cross-attend)"),
+        ("Self-attention layers per block", str(config["num_self_attends_per_block"])),
+        ("Heads (cross / self)", f"{config['num_cross_attention_heads']} / {config['num_self_attention_heads']}"),
+        (
+            "Weight sharing",
+            f"cross-attends after the first: {config['share_cross_attend_weights']}; "
+            f"blocks: {config['share_block_weights']}",
+        ),
+        ("Pooling", f"{config['pooling']} over latents, then a linear classifier"),
+    ]
+    return "\n".join(["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
+
+
+def recipe_table(run_args: dict, metrics: dict) -> str:
+    training, data = run_args.get("training", {}), run_args.get("data", {})
+    train = metrics.get("train", {})
+    rows = [
+        ("Epochs", training.get("num_train_epochs")),
+        ("Global batch", _global_batch(training, train)),
+        (
+            "Optimizer",
+            f"{training.get('optim')}, learning rate {training.get('learning_rate')}, weight decay "
+            f"{training.get('weight_decay')}",
+        ),
+        ("Schedule", f"{training.get('lr_scheduler_type')}, warmup {training.get('warmup_steps')}"),
+        ("Label smoothing", training.get("label_smoothing_factor")),
+        (
+            "Augmentation",
+            f"random crop (padding {data.get('random_crop_padding')}), horizontal flip "
+            f"{data.get('horizontal_flip')}, mixup {data.get('mixup_alpha')}, cutmix "
+            f"{data.get('cutmix_alpha')}",
+        ),
+        ("Precision", "bf16 autocast" if training.get("bf16") else "fp32"),
+        ("Training images", train.get("num_samples")),
+        ("Training wall time", f"{train['wall_seconds'] / 60:.1f} min" if "wall_seconds" in train else None),
+    ]
+    return "\n".join(["| | |", "|---|---|", *(f"| {n} | {v} |" for n, v in rows if v is not None)])
+
+
+def _global_batch(training: dict, train_metrics: dict):
+    per_device = training.get("per_device_train_batch_size")
+    world = train_metrics.get("world_size", 1)
+    accumulation = training.get("gradient_accumulation_steps", 1)
+    return None if per_device is None else per_device * world * accumulation
+
+
+def results_table(metrics: dict) -> str:
+    rows = []
+    for split in ("validation", "test"):
+        scores = metrics.get(split)
+        if scores and "accuracy" in scores:
+            rows.append(f"| {split} | {scores.get('num_samples', '')} | {percent(scores['accuracy'])} |")
+    if metrics.get("best_validation_accuracy") is not None:
+        rows.append(f"| validation, best epoch | | {percent(metrics['best_validation_accuracy'])} |")
+    return "\n".join(["| split | images | accuracy |", "|---|---|---|", *rows])
+
+
+def card_metadata(config: dict, metrics: dict, run_args: dict, repo_id: str):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset = run_args.get("data", {}).get("dataset_name", metrics.get("dataset", "uoft-cs/cifar10"))
+    hub_dataset = dataset if not Path(dataset).exists() and "/" in dataset and not dataset.startswith(".") else None
+    dataset_id = hub_dataset or "uoft-cs/cifar10"  # local copies in this project are copies of uoft-cs/cifar10
+    results = []
+    for split in ("validation", "test"):
+        scores = metrics.get(split)
+        if scores and "accuracy" in scores:
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Image Classification",
+                    dataset_type=dataset_id,
+                    dataset_name="CIFAR-10" if "cifar10" in dataset_id else dataset_id,
+                    dataset_split="validation (10 % of train, seeded)" if split == "validation" else "test",
+                    metric_type="accuracy",
+                    metric_name="Accuracy",
+                    metric_value=round(scores["accuracy"], 4),
+                )
+            )
+    return ModelCardData(
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        datasets=[dataset_id],
+        metrics=["accuracy"],
+        tags=["perceiver", "image-classification", "custom_code", "vision", "cifar10"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=results or None,
+    )
+
+
+def render_model_card(model_dir, repo_id: str, template_path=MODEL_CARD_TEMPLATE) -> str:
+    """The README.md of the Hub repo: metadata and body, every number read from the run's files."""
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / "config.json")
+    metrics = read_json(model_dir / "metrics.json")
+    run_args = read_json(model_dir / "run_args.json")
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    validation = metrics.get("validation", {})
+    headline = (
+        f"It reaches **{percent(validation['accuracy'])}** accuracy on a held-out validation split"
+        if "accuracy" in validation
+        else "No validation accuracy was recorded for this run"
+    )
+    body = string.Template(Path(template_path).read_text()).substitute(
+        repo_id=repo_id,
+        model_name=repo_id.split("/")[-1],
+        headline=headline,
+        dataset=run_args.get("data", {}).get("dataset_name", metrics.get("dataset", "")),
+        labels=", ".join(labels),
+        num_parameters=_parameter_count(model_dir),
+        architecture=architecture_table(config),
+        recipe=recipe_table(run_args, metrics),
+        results=results_table(metrics),
+        paper=PAPER,
+    )
+    metadata = card_metadata(config, metrics, run_args, repo_id)
+    return f"---\n{metadata.to_yaml()}\n---\n\n{body}"
+
+
+def _parameter_count(model_dir: Path) -> str:
+    from math import prod
+
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:
+        total = sum(prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return f"{total / 1e6:.2f}M"
+
+
+def stage_repository(model_dir, staging_dir, repo_id: str) -> list[StagedFile]:
+    """Copy exactly the repository's files into an empty `staging_dir` and write the rendered model card."""
+    model_dir = check_model_folder(model_dir)
+    staging_dir = Path(staging_dir)
+    if staging_dir.exists() and any(staging_dir.iterdir()):
+        raise PublishError(f"staging folder {staging_dir} is not empty")
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    for name in COPIED_FILES:
+        shutil.copyfile(model_dir / name, staging_dir / name)
+    (staging_dir / "README.md").write_text(render_model_card(model_dir, repo_id))
+    return [StagedFile(path.name, path) for path in sorted(staging_dir.iterdir())]
+
+
+def resolve_token(token: str | None = None) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then rerun (nothing was sent)")
+    return token
+
+
+def upload(
+    staged: list[StagedFile],
+    repo_id: str,
+    token: str,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload Perceiver Study model",
+    api=None,
+):
+    """Create the repo if needed, then one commit that makes its files exactly the staged ones.
+
+    A Hub commit is atomic: if it fails, nothing of it is published.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = api or HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        existing = set(api.list_repo_files(repo_id, revision=revision))
+        staged_names = {item.path_in_repo for item in staged}
+        operations = [
+            CommitOperationAdd(path_in_repo=item.path_in_repo, path_or_fileobj=str(item.local_path)) for item in staged
+        ]
+        operations += [
+            CommitOperationDelete(path_in_repo=name)
+            for name in sorted(existing - staged_names)
+            if name != ".gitattributes"
+        ]
+        return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+    except Exception as error:  # noqa: BLE001 - any failure is reported the same way, with what to do next
+        raise PublishError(
+            f"upload to {repo_id} failed ({type(error).__name__}: {error}). Hub commits are atomic, so nothing of this "
+            "upload was published; fix the cause and rerun the same command."
+        ) from error

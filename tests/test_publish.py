@@ -1,0 +1,194 @@
+"""Publishing: the staged Hub repository holds exactly the model's files, its card is valid and truthful, it loads from
+an offline Hub cache without this package, and the upload is one commit that fails cleanly."""
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, ModelCard
+
+from modeling_perceiver_study import PerceiverStudyForImageClassification
+from modeling_perceiver_study.publish import PublishError, stage_repository, upload
+from modeling_perceiver_study.training import main as train_main
+from scripts.push_to_hub import main as push_main
+from tests.conftest import SYNTHETIC_LABELS
+from tests.helpers import LOAD_AND_PREDICT, check_loaded, lay_into_hub_cache, offline_env, run_without_package
+
+REPO_FILES = {
+    "model.safetensors",
+    "config.json",
+    "preprocessor_config.json",
+    "configuration_perceiver_study.py",
+    "modeling_perceiver_study.py",
+    "image_processing_perceiver_study.py",
+    "README.md",
+    "training_curves.png",
+    "metrics.json",
+}
+
+
+@pytest.fixture(scope="module")
+def trained_folder(synthetic_parquet, tmp_path_factory):
+    output = tmp_path_factory.mktemp("trained") / "run"
+    train_main(
+        [
+            "--dataset_name",
+            str(synthetic_parquet),
+            "--output_dir",
+            str(output),
+            "--preset",
+            "tiny",
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "16",
+            "--use_cpu",
+            "true",
+            "--disable_tqdm",
+            "true",
+            "--train_val_split",
+            "0.25",
+            "--dataloader_pin_memory",
+            "false",
+        ]
+    )
+    return output
+
+
+class RecordingApi:
+    """Stands in for `HfApi` at the network boundary and records every call."""
+
+    def __init__(self, existing=(".gitattributes",), fail_commit=False):
+        self.calls, self.existing, self.fail_commit = [], list(existing), fail_commit
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return self.existing
+
+    def create_commit(self, repo_id, operations, commit_message, revision=None):
+        self.calls.append(("create_commit", repo_id, operations, commit_message, revision))
+        if self.fail_commit:
+            raise ConnectionError("connection reset while uploading")
+        return "https://huggingface.co/org/name/commit/abc"
+
+
+def test_dry_run_stages_exactly_the_repository_files(trained_folder, tmp_path, capsys):
+    assert (
+        push_main(
+            [
+                "--model_dir",
+                str(trained_folder),
+                "--repo_id",
+                "org/name",
+                "--dry_run",
+                "--staging_dir",
+                str(tmp_path / "stage"),
+            ]
+        )
+        == 0
+    )
+    assert {path.name for path in (tmp_path / "stage").iterdir()} == REPO_FILES
+    output = capsys.readouterr().out
+    assert "dry run: nothing uploaded" in output
+    assert all(name in output for name in REPO_FILES)
+    size = (tmp_path / "stage" / "model.safetensors").stat().st_size
+    assert f"{size:,d}" in output
+    assert any(path.name.startswith("checkpoint-") for path in trained_folder.iterdir())  # present, not staged
+
+
+def test_folder_missing_a_required_file_is_refused_by_name(trained_folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_folder, copy)
+    (copy / "training_curves.png").unlink()
+    with pytest.raises(PublishError, match="lacks training_curves.png"):
+        stage_repository(copy, tmp_path / "stage", "org/name")
+
+
+def test_model_card_metadata_and_body_come_from_the_run(trained_folder, tmp_path):
+    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny")
+    card = ModelCard.load(tmp_path / "stage" / "README.md")
+    metrics = json.loads((trained_folder / "metrics.json").read_text())
+    data = card.data
+    assert data.pipeline_tag == "image-classification" and data.library_name == "transformers"
+    assert data.license == "apache-2.0" and "custom_code" in data.tags and data.metrics == ["accuracy"]
+    assert data.eval_results[0].metric_type == "accuracy"
+    assert data.eval_results[0].metric_value == round(metrics["validation"]["accuracy"], 4)
+    assert "validation" in data.eval_results[0].dataset_split
+    assert "trust_remote_code=True" in card.text and "org/perceiver-tiny" in card.text
+    assert f"{100 * metrics['validation']['accuracy']:.2f} %" in card.text
+    assert "![Training curves](training_curves.png)" in card.text
+    assert ", ".join(SYNTHETIC_LABELS) in card.text
+    assert "| Latents | 8 x 32 |" in card.text
+    assert "$" not in card.text.replace("$$", "")  # every template field was filled
+
+
+def test_card_omits_missing_metrics_instead_of_inventing_them(trained_folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_folder, copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    del metrics["validation"], metrics["best_validation_accuracy"]
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    stage_repository(copy, tmp_path / "stage", "org/name")
+    card = ModelCard.load(tmp_path / "stage" / "README.md")
+    assert not card.data.eval_results
+    assert "No validation accuracy was recorded" in card.text
+
+
+def test_staged_repository_loads_from_an_offline_hub_cache_without_the_package(trained_folder, tmp_path):
+    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny")
+    lay_into_hub_cache(tmp_path / "stage", "org/perceiver-tiny", tmp_path / "hub")
+    output = run_without_package(
+        LOAD_AND_PREDICT.format(source="org/perceiver-tiny"),
+        env_extra=offline_env(tmp_path / "hub", tmp_path / "modules"),
+        cwd=tmp_path,
+    )
+    model = PerceiverStudyForImageClassification.from_pretrained(trained_folder).eval()
+    check_loaded(json.loads(output.strip().splitlines()[-1]), model, labels=SYNTHETIC_LABELS)
+
+
+def test_upload_is_one_commit_of_exactly_the_staged_files(trained_folder, tmp_path):
+    staged = stage_repository(trained_folder, tmp_path / "stage", "org/name")
+    api = RecordingApi(existing=[".gitattributes", "README.md", "optimizer.pt"])
+    upload(staged, "org/name", token="hf_test", private=True, revision="v1", api=api)
+    commits = [call for call in api.calls if call[0] == "create_commit"]
+    assert len(commits) == 1
+    _, repo_id, operations, message, revision = commits[0]
+    added = {op.path_in_repo for op in operations if isinstance(op, CommitOperationAdd)}
+    deleted = {op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)}
+    assert added == REPO_FILES and deleted == {"optimizer.pt"}
+    assert (repo_id, revision) == ("org/name", "v1")
+    assert api.calls[0] == ("create_repo", "org/name", {"private": True, "exist_ok": True, "repo_type": "model"})
+
+
+def test_no_token_is_a_clear_error_before_anything_is_sent(trained_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *a, **k: pytest.fail("HfApi must not be created"))
+    assert (
+        push_main(
+            ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--staging_dir", str(tmp_path / "stage")]
+        )
+        == 2
+    )
+    assert "no Hugging Face token: set HF_TOKEN or run `hf auth login`" in capsys.readouterr().err
+
+
+def test_failed_upload_says_nothing_was_published_and_what_to_do(trained_folder, tmp_path, monkeypatch, capsys):
+    api = RecordingApi(fail_commit=True)
+    monkeypatch.setenv("HF_TOKEN", "hf_do_not_print_me")
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
+    assert (
+        push_main(
+            ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--staging_dir", str(tmp_path / "stage")]
+        )
+        == 2
+    )
+    captured = capsys.readouterr()
+    assert "nothing of this upload was published" in captured.err and "rerun the same command" in captured.err
+    assert "hf_do_not_print_me" not in captured.out + captured.err
+    assert [call[0] for call in api.calls].count("create_commit") == 1

@@ -1,0 +1,276 @@
+"""The training script end to end at tiny scale: outputs, fine-tuning onto a new label set, resuming after kill -9,
+and clear errors for bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_perceiver_study.training import SetupError, main
+from tests.conftest import write_image_parquet
+from tests.helpers import REPO_ROOT
+
+TINY = [
+    "--preset",
+    "tiny",
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "16",
+    "--per_device_eval_batch_size",
+    "32",
+    "--learning_rate",
+    "3e-3",
+    "--logging_steps",
+    "1",
+    "--use_cpu",
+    "true",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "3",
+    "--train_val_split",
+    "0.25",
+    "--dataloader_pin_memory",
+    "false",
+]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run_training(dataset, output_dir, *extra):
+    return main(["--dataset_name", str(dataset), "--output_dir", str(output_dir), *TINY, *extra])
+
+
+def test_training_writes_a_complete_model_folder(synthetic_parquet, tmp_path):
+    metrics = run_training(synthetic_parquet, tmp_path / "run", "--num_train_epochs", "4")
+    folder = tmp_path / "run"
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "modeling_perceiver_study.py",
+        "configuration_perceiver_study.py",
+        "image_processing_perceiver_study.py",
+        "metrics.json",
+        "trainer_state.json",
+        "training_curves.png",
+        "run_args.json",
+    ):
+        assert (folder / name).is_file(), name
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["auto_map"]) == {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForImageClassification",
+        "AutoImageProcessor",
+    }
+    assert config["id2label"] == {"0": "red", "1": "green", "2": "blue", "3": "yellow"}
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved["validation"]["num_samples"] == 24 and saved["train"]["num_samples"] == 72
+    assert saved["validation"]["accuracy"] == metrics["validation"]["accuracy"]
+    assert saved["validation"]["accuracy"] > 0.5  # four easy colour classes: far above chance (0.25)
+    assert (folder / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(path.name.startswith("checkpoint-") for path in folder.iterdir())
+
+
+def test_fine_tuning_onto_a_new_label_set_keeps_the_encoder(synthetic_parquet, tmp_path):
+    run_training(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
+    other = write_image_parquet(tmp_path / "other.parquet", per_class=8, labels=["cat", "dog", "owl"])
+    # Learning rate 0: fine-tuning changes nothing, so the result shows exactly what was loaded.
+    run_training(
+        other,
+        tmp_path / "tuned",
+        "--model_name_or_path",
+        str(tmp_path / "base"),
+        "--learning_rate",
+        "0",
+        "--num_train_epochs",
+        "1",
+        "--warmup_steps",
+        "0",
+    )
+    base = load_file(tmp_path / "base" / "model.safetensors")
+    tuned = load_file(tmp_path / "tuned" / "model.safetensors")
+    encoder = [name for name in base if name.startswith("perceiver.")]
+    assert encoder and all(torch.equal(base[name], tuned[name]) for name in encoder)
+    assert base["classifier.weight"].shape[0] == 4 and tuned["classifier.weight"].shape[0] == 3
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["id2label"] == {"0": "cat", "1": "dog", "2": "owl"}
+
+
+def test_same_label_set_keeps_the_head(synthetic_parquet, tmp_path):
+    run_training(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
+    run_training(
+        synthetic_parquet,
+        tmp_path / "again",
+        "--model_name_or_path",
+        str(tmp_path / "base"),
+        "--learning_rate",
+        "0",
+        "--num_train_epochs",
+        "1",
+        "--warmup_steps",
+        "0",
+    )
+    base = load_file(tmp_path / "base" / "model.safetensors")
+    again = load_file(tmp_path / "again" / "model.safetensors")
+    assert torch.equal(base["classifier.weight"], again["classifier.weight"])
+
+
+def train_command(dataset, output_dir, epochs):
+    return [
+        sys.executable,
+        str(REPO_ROOT / "scripts" / "train.py"),
+        "--dataset_name",
+        str(dataset),
+        "--output_dir",
+        str(output_dir),
+        *TINY,
+        "--num_train_epochs",
+        str(epochs),
+        "--save_total_limit",
+        "10",
+    ]
+
+
+def wait_for_checkpoint(process, output_dir, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("training finished before it could be interrupted")
+        if (output_dir / "checkpoint-5" / "trainer_state.json").is_file():
+            return
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(synthetic_parquet, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        train_command(synthetic_parquet, tmp_path / "straight", 4),
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+
+    command = train_command(synthetic_parquet, tmp_path / "killed", 4)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_checkpoint(process, tmp_path / "killed")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    # A checkpoint cut off while being written must be skipped, not resumed from.
+    (tmp_path / "killed" / "checkpoint-999").mkdir()
+    (tmp_path / "killed" / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming from" in rerun.stdout + rerun.stderr
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--dataset_name", "./missing/cifar"], "dataset path './missing/cifar' does not exist"),
+        (["--label_column_name", "category"], r"label column 'category' not in split 'train'; its columns are"),
+        (["--num_labels", "10"], r"--num_labels 10 disagrees with the dataset, which has 4 labels"),
+        (["--resume_from_checkpoint", "/no/such/checkpoint"], "no such checkpoint folder"),
+        (["--config_overrides", "num_latents=0"], "num_latents must be an integer >= 1"),
+        (["--config_overrides", "latents=3"], r"unknown config fields \['latents'\]"),
+        (["--preset", "enormous"], "unknown preset 'enormous'"),
+    ],
+)
+def test_bad_input_is_a_setup_error_naming_the_problem(synthetic_parquet, tmp_path, extra, message):
+    with pytest.raises(SetupError, match=message):
+        run_training(synthetic_parquet, tmp_path / "run", *extra)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_broken_checkpoint_is_refused(synthetic_parquet, tmp_path):
+    broken = tmp_path / "checkpoint-3"
+    broken.mkdir()
+    (broken / "trainer_state.json").write_text("{ not json")
+    with pytest.raises(SetupError, match="not a complete checkpoint"):
+        run_training(synthetic_parquet, tmp_path / "run", "--resume_from_checkpoint", str(broken))
+
+
+def test_dataset_without_label_column_lists_columns(tmp_path):
+    path = write_image_parquet(tmp_path / "x.parquet", per_class=2, label_column="category")
+    with pytest.raises(SetupError, match=r"no label column in split 'train'.*\['img', 'category'\]"):
+        run_training(path, tmp_path / "run")
+
+
+def test_corrupt_images_fail_by_row_or_are_skipped_and_counted(tmp_path):
+    path = write_image_parquet(tmp_path / "x.parquet", per_class=8, corrupt_rows=(1,))
+    with pytest.raises(SetupError, match=r"could not be decoded, rows \[\d+\]"):
+        run_training(path, tmp_path / "run")
+    metrics = run_training(path, tmp_path / "run", "--skip_corrupt_images", "true", "--num_train_epochs", "1")
+    assert sum(metrics["skipped_corrupt_images"].values()) == 1
+
+
+def test_cli_prints_a_clean_error_and_exits_2(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "train.py"),
+            "--dataset_name",
+            "./nowhere",
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: dataset path './nowhere' does not exist"
+    assert "Traceback" not in result.stderr
+
+
+def test_recipe_file_with_command_line_overrides(synthetic_parquet, tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "preset": "tiny",
+                "num_train_epochs": 1,
+                "use_cpu": True,
+                "learning_rate": 0.002,
+                "output_dir": str(tmp_path / "from-recipe"),
+                "disable_tqdm": True,
+            }
+        )
+    )
+    main(
+        [
+            str(recipe),
+            "--dataset_name",
+            str(synthetic_parquet),
+            "--learning_rate",
+            "0.001",
+            "--per_device_train_batch_size",
+            "32",
+            "--dataloader_pin_memory",
+            "false",
+        ]
+    )
+    args = json.loads((tmp_path / "from-recipe" / "run_args.json").read_text())
+    assert args["training"]["learning_rate"] == 0.001 and args["model"]["preset"] == "tiny"
+    assert args["training"]["num_train_epochs"] == 1
