@@ -35,11 +35,7 @@ def curves_from_log_history(log_history: list[dict]) -> dict[str, list[tuple[flo
 
 def plot_training_curves(trainer_state_path, output_path) -> Path:
     """Loss, validation accuracy and learning rate against epochs, from a `trainer_state.json`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     state = json.loads(Path(trainer_state_path).read_text())
     series = curves_from_log_history(state.get("log_history", []))
     figure, (loss_axis, accuracy_axis, lr_axis) = plt.subplots(1, 3, figsize=(15, 4))
@@ -61,6 +57,115 @@ def plot_training_curves(trainer_state_path, output_path) -> Path:
     lr_axis.set(title="Learning rate", xlabel="epoch")
     for axis in (loss_axis, accuracy_axis, lr_axis):
         axis.grid(alpha=0.3)
+    try:
+        return _atomic_savefig(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted); the diagonal is per-class accuracy."""
+    import numpy as np
+
+    plt = _pyplot()
+    matrix = np.asarray(matrix, dtype=float)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(5, 0.6 * len(label_names))
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(label_names)), label_names)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalised)")
+    for row in range(len(label_names)):
+        for column in range(len(label_names)):
+            value = rates[row, column]
+            if value >= 0.01:
+                axis.text(
+                    column,
+                    row,
+                    f"{100 * value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > 0.5 else "black",
+                )
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    try:
+        return _atomic_savefig(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_prediction_grid(
+    images_uint8, true_labels, predicted_labels, confidences, label_names, output_path, columns=8
+) -> Path:
+    """Images with true and predicted label and confidence; wrong predictions titled in red."""
+    plt = _pyplot()
+    count = len(images_uint8)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= count:
+            continue
+        axis.imshow(images_uint8[index].permute(1, 2, 0).numpy(), interpolation="nearest")
+        correct = true_labels[index] == predicted_labels[index]
+        axis.set_title(
+            f"true: {label_names[true_labels[index]]}\npred: {label_names[predicted_labels[index]]} "
+            f"({100 * confidences[index]:.0f} %)",
+            fontsize=7,
+            color="black" if correct else "red",
+        )
+    try:
+        return _atomic_savefig(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_attention_maps(images_uint8, attention, grid_size, output_path, latents_to_show=6) -> Path:
+    """For each image: the image, the cross-attention averaged over latents and heads, and the maps of the latents
+    that attend most sharply (lowest entropy), each drawn over the image.
+
+    `attention`: (images, heads, latents, tokens) cross-attention weights of the first cross-attend.
+    """
+    import torch
+
+    plt = _pyplot()
+    height, width = grid_size
+    per_latent = attention.float().mean(dim=1)  # (images, latents, tokens)
+    entropy = -(per_latent * per_latent.clamp_min(1e-12).log()).sum(-1)  # (images, latents)
+    columns = 2 + latents_to_show
+    figure, axes = plt.subplots(
+        len(images_uint8), columns, figsize=(1.7 * columns, 1.8 * len(images_uint8)), squeeze=False
+    )
+    for row, image in enumerate(images_uint8):
+        picture = image.permute(1, 2, 0).numpy()
+        extent = (0, picture.shape[1], picture.shape[0], 0)
+        sharpest = torch.argsort(entropy[row])[:latents_to_show].tolist()
+        maps = [("image", None), ("all latents", per_latent[row].mean(0))]
+        maps += [(f"latent {index}", per_latent[row, index]) for index in sharpest]
+        for column, (title, weights) in enumerate(maps):
+            axis = axes[row, column]
+            axis.imshow(picture, interpolation="nearest")
+            if weights is not None:
+                axis.imshow(
+                    weights.reshape(height, width).numpy(),
+                    cmap="inferno",
+                    alpha=0.6,
+                    extent=extent,
+                    interpolation="nearest",
+                )
+            axis.set_title(title, fontsize=7)
+            axis.axis("off")
     try:
         return _atomic_savefig(figure, output_path)
     finally:

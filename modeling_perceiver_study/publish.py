@@ -131,12 +131,31 @@ def results_table(metrics: dict) -> str:
     return "\n".join(["| split | images | accuracy |", "|---|---|---|", *rows])
 
 
-def card_metadata(config: dict, metrics: dict, run_args: dict, repo_id: str):
+CIFAR10_HUB_ID = "uoft-cs/cifar10"
+CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def resolve_dataset_id(run_dataset: str, label_names: list[str], explicit: str | None = None) -> str:
+    """The Hub id the card names: given, the run's own if it was one, or CIFAR-10's for a local CIFAR-10 copy."""
+    from .data import looks_like_local_path
+
+    if explicit:
+        return explicit
+    if run_dataset and not looks_like_local_path(run_dataset):
+        return run_dataset
+    if label_names == CIFAR10_LABELS:
+        return CIFAR10_HUB_ID
+    raise PublishError(f"the run trained on a local dataset ({run_dataset}); name its Hub dataset id with --dataset_id")
+
+
+def validation_split_name(run_args: dict) -> str:
+    fraction = run_args.get("data", {}).get("train_val_split")
+    return f"validation ({100 * fraction:g} % of train, seeded)" if fraction else "validation"
+
+
+def card_metadata(metrics: dict, repo_id: str, dataset_id: str, validation_split: str):
     from huggingface_hub import EvalResult, ModelCardData
 
-    dataset = run_args.get("data", {}).get("dataset_name", metrics.get("dataset", "uoft-cs/cifar10"))
-    hub_dataset = dataset if not Path(dataset).exists() and "/" in dataset and not dataset.startswith(".") else None
-    dataset_id = hub_dataset or "uoft-cs/cifar10"  # local copies in this project are copies of uoft-cs/cifar10
     results = []
     for split in ("validation", "test"):
         scores = metrics.get(split)
@@ -147,7 +166,7 @@ def card_metadata(config: dict, metrics: dict, run_args: dict, repo_id: str):
                     task_name="Image Classification",
                     dataset_type=dataset_id,
                     dataset_name="CIFAR-10" if "cifar10" in dataset_id else dataset_id,
-                    dataset_split="validation (10 % of train, seeded)" if split == "validation" else "test",
+                    dataset_split=validation_split if split == "validation" else "test",
                     metric_type="accuracy",
                     metric_name="Accuracy",
                     metric_value=round(scores["accuracy"], 4),
@@ -159,19 +178,22 @@ def card_metadata(config: dict, metrics: dict, run_args: dict, repo_id: str):
         pipeline_tag="image-classification",
         datasets=[dataset_id],
         metrics=["accuracy"],
-        tags=["perceiver", "image-classification", "custom_code", "vision", "cifar10"],
+        tags=["perceiver", "image-classification", "custom_code", "vision"]
+        + (["cifar10"] if dataset_id == CIFAR10_HUB_ID else []),
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
     )
 
 
-def render_model_card(model_dir, repo_id: str, template_path=MODEL_CARD_TEMPLATE) -> str:
+def render_model_card(model_dir, repo_id: str, dataset_id: str | None = None, template_path=MODEL_CARD_TEMPLATE) -> str:
     """The README.md of the Hub repo: metadata and body, every number read from the run's files."""
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json")
     metrics = read_json(model_dir / "metrics.json")
     run_args = read_json(model_dir / "run_args.json")
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    run_dataset = run_args.get("data", {}).get("dataset_name", metrics.get("dataset", ""))
+    dataset_id = resolve_dataset_id(run_dataset, labels, dataset_id)
     validation = metrics.get("validation", {})
     headline = (
         f"It reaches **{percent(validation['accuracy'])}** accuracy on a held-out validation split"
@@ -182,7 +204,7 @@ def render_model_card(model_dir, repo_id: str, template_path=MODEL_CARD_TEMPLATE
         repo_id=repo_id,
         model_name=repo_id.split("/")[-1],
         headline=headline,
-        dataset=run_args.get("data", {}).get("dataset_name", metrics.get("dataset", "")),
+        dataset=dataset_id if run_dataset == dataset_id else f"{dataset_id} (trained from a local copy)",
         labels=", ".join(labels),
         num_parameters=_parameter_count(model_dir),
         architecture=architecture_table(config),
@@ -190,7 +212,7 @@ def render_model_card(model_dir, repo_id: str, template_path=MODEL_CARD_TEMPLATE
         results=results_table(metrics),
         paper=PAPER,
     )
-    metadata = card_metadata(config, metrics, run_args, repo_id)
+    metadata = card_metadata(metrics, repo_id, dataset_id, validation_split_name(run_args))
     return f"---\n{metadata.to_yaml()}\n---\n\n{body}"
 
 
@@ -204,7 +226,7 @@ def _parameter_count(model_dir: Path) -> str:
     return f"{total / 1e6:.2f}M"
 
 
-def stage_repository(model_dir, staging_dir, repo_id: str) -> list[StagedFile]:
+def stage_repository(model_dir, staging_dir, repo_id: str, dataset_id: str | None = None) -> list[StagedFile]:
     """Copy exactly the repository's files into an empty `staging_dir` and write the rendered model card."""
     model_dir = check_model_folder(model_dir)
     staging_dir = Path(staging_dir)
@@ -213,7 +235,7 @@ def stage_repository(model_dir, staging_dir, repo_id: str) -> list[StagedFile]:
     staging_dir.mkdir(parents=True, exist_ok=True)
     for name in COPIED_FILES:
         shutil.copyfile(model_dir / name, staging_dir / name)
-    (staging_dir / "README.md").write_text(render_model_card(model_dir, repo_id))
+    (staging_dir / "README.md").write_text(render_model_card(model_dir, repo_id, dataset_id))
     return [StagedFile(path.name, path) for path in sorted(staging_dir.iterdir())]
 
 

@@ -69,6 +69,13 @@ class DataArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches downloads."})
     random_crop_padding: int = field(default=4, metadata={"help": "Random crop after this much padding; 0: off."})
     horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
+    randaugment_ops: int = field(
+        default=0,
+        metadata={
+            "help": "RandAugment-style: random ops per image (brightness, contrast, saturation, erasing); 0: off."
+        },
+    )
+    randaugment_magnitude: float = field(default=0.5, metadata={"help": "Strength of those ops, 0 to 1."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0: off."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0: off."})
     mix_probability: float = field(default=1.0, metadata={"help": "Chance a batch is mixed when mixup/cutmix is on."})
@@ -438,6 +445,8 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
     augment_config = AugmentConfig(
         random_crop_padding=data_args.random_crop_padding,
         horizontal_flip=data_args.horizontal_flip,
+        randaugment_ops=data_args.randaugment_ops,
+        randaugment_magnitude=data_args.randaugment_magnitude,
         mixup_alpha=data_args.mixup_alpha,
         cutmix_alpha=data_args.cutmix_alpha,
         mix_probability=data_args.mix_probability,

@@ -22,6 +22,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, help="Output folder of a finished scripts/train.py run.")
     parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. your-org/perceiver-study-cifar10.")
+    parser.add_argument(
+        "--dataset_id",
+        default=None,
+        help="Hub id of the training dataset for the card (default: the run's own, or uoft-cs/cifar10 "
+        "for a local CIFAR-10 copy).",
+    )
     parser.add_argument("--private", action="store_true", help="Create the repository as private.")
     parser.add_argument("--revision", default=None, help="Branch to commit to (created if needed; default main).")
     parser.add_argument("--commit_message", default="Upload Perceiver Study model")
@@ -34,7 +40,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     staging = Path(args.staging_dir) if args.staging_dir else Path(tempfile.mkdtemp(prefix="perceiver-study-hub-"))
     try:
-        staged = stage_repository(args.model_dir, staging, args.repo_id)
+        staged = stage_repository(args.model_dir, staging, args.repo_id, args.dataset_id)
         print(f"staged {len(staged)} files for {args.repo_id} in {staging}:")
         for item in staged:
             print(f"  {item.size:>12,d}  {item.path_in_repo}")

@@ -10,6 +10,7 @@ from modeling_perceiver_study.augment import (
     augment_batch,
     mix_batch,
     normalize,
+    rand_augment,
     random_crop,
     random_horizontal_flip,
     soft_targets,
@@ -73,6 +74,16 @@ def test_mixup_and_cutmix_give_soft_targets_that_sum_to_one(config):
     torch.testing.assert_close(mixed_targets.sum(-1), torch.ones(6))
     assert mixed.shape == images.shape and not torch.equal(mixed, images)
     assert (mixed_targets.max(-1).values < 1).all()
+
+
+def test_rand_augment_changes_images_within_range_and_keeps_shape():
+    torch.manual_seed(0)
+    images = uint8_batch(batch=64).float() / 255
+    augmented = rand_augment(images, num_ops=2, magnitude=0.8)
+    assert augmented.shape == images.shape and augmented.min() >= 0 and augmented.max() <= 1
+    changed = [(augmented[i] - images[i]).abs().max() > 1e-3 for i in range(64)]
+    assert sum(changed) > 48
+    torch.testing.assert_close(rand_augment(images, num_ops=2, magnitude=0.0), images)
 
 
 def test_augment_batch_keeps_hard_labels_without_mixing():

@@ -27,6 +27,9 @@ REPO_FILES = {
 }
 
 
+DATASET = "org/synthetic-colours"  # the Hub id the card names for the locally generated training set
+
+
 @pytest.fixture(scope="module")
 def trained_folder(synthetic_parquet, tmp_path_factory):
     output = tmp_path_factory.mktemp("trained") / "run"
@@ -78,20 +81,8 @@ class RecordingApi:
 
 
 def test_dry_run_stages_exactly_the_repository_files(trained_folder, tmp_path, capsys):
-    assert (
-        push_main(
-            [
-                "--model_dir",
-                str(trained_folder),
-                "--repo_id",
-                "org/name",
-                "--dry_run",
-                "--staging_dir",
-                str(tmp_path / "stage"),
-            ]
-        )
-        == 0
-    )
+    arguments = ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--dataset_id", DATASET, "--dry_run"]
+    assert push_main([*arguments, "--staging_dir", str(tmp_path / "stage")]) == 0
     assert {path.name for path in (tmp_path / "stage").iterdir()} == REPO_FILES
     output = capsys.readouterr().out
     assert "dry run: nothing uploaded" in output
@@ -106,11 +97,11 @@ def test_folder_missing_a_required_file_is_refused_by_name(trained_folder, tmp_p
     shutil.copytree(trained_folder, copy)
     (copy / "training_curves.png").unlink()
     with pytest.raises(PublishError, match="lacks training_curves.png"):
-        stage_repository(copy, tmp_path / "stage", "org/name")
+        stage_repository(copy, tmp_path / "stage", "org/name", DATASET)
 
 
 def test_model_card_metadata_and_body_come_from_the_run(trained_folder, tmp_path):
-    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny")
+    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny", DATASET)
     card = ModelCard.load(tmp_path / "stage" / "README.md")
     metrics = json.loads((trained_folder / "metrics.json").read_text())
     data = card.data
@@ -118,7 +109,8 @@ def test_model_card_metadata_and_body_come_from_the_run(trained_folder, tmp_path
     assert data.license == "apache-2.0" and "custom_code" in data.tags and data.metrics == ["accuracy"]
     assert data.eval_results[0].metric_type == "accuracy"
     assert data.eval_results[0].metric_value == round(metrics["validation"]["accuracy"], 4)
-    assert "validation" in data.eval_results[0].dataset_split
+    assert data.eval_results[0].dataset_split == "validation (25 % of train, seeded)"
+    assert data.datasets == [DATASET] and data.eval_results[0].dataset_type == DATASET
     assert "trust_remote_code=True" in card.text and "org/perceiver-tiny" in card.text
     assert f"{100 * metrics['validation']['accuracy']:.2f} %" in card.text
     assert "![Training curves](training_curves.png)" in card.text
@@ -127,20 +119,25 @@ def test_model_card_metadata_and_body_come_from_the_run(trained_folder, tmp_path
     assert "$" not in card.text.replace("$$", "")  # every template field was filled
 
 
+def test_local_dataset_needs_a_hub_id_for_the_card(trained_folder, tmp_path):
+    with pytest.raises(PublishError, match="trained on a local dataset .*--dataset_id"):
+        stage_repository(trained_folder, tmp_path / "stage", "org/name")
+
+
 def test_card_omits_missing_metrics_instead_of_inventing_them(trained_folder, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(trained_folder, copy)
     metrics = json.loads((copy / "metrics.json").read_text())
     del metrics["validation"], metrics["best_validation_accuracy"]
     (copy / "metrics.json").write_text(json.dumps(metrics))
-    stage_repository(copy, tmp_path / "stage", "org/name")
+    stage_repository(copy, tmp_path / "stage", "org/name", DATASET)
     card = ModelCard.load(tmp_path / "stage" / "README.md")
     assert not card.data.eval_results
     assert "No validation accuracy was recorded" in card.text
 
 
 def test_staged_repository_loads_from_an_offline_hub_cache_without_the_package(trained_folder, tmp_path):
-    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny")
+    stage_repository(trained_folder, tmp_path / "stage", "org/perceiver-tiny", DATASET)
     lay_into_hub_cache(tmp_path / "stage", "org/perceiver-tiny", tmp_path / "hub")
     output = run_without_package(
         LOAD_AND_PREDICT.format(source="org/perceiver-tiny"),
@@ -152,7 +149,7 @@ def test_staged_repository_loads_from_an_offline_hub_cache_without_the_package(t
 
 
 def test_upload_is_one_commit_of_exactly_the_staged_files(trained_folder, tmp_path):
-    staged = stage_repository(trained_folder, tmp_path / "stage", "org/name")
+    staged = stage_repository(trained_folder, tmp_path / "stage", "org/name", DATASET)
     api = RecordingApi(existing=[".gitattributes", "README.md", "optimizer.pt"])
     upload(staged, "org/name", token="hf_test", private=True, revision="v1", api=api)
     commits = [call for call in api.calls if call[0] == "create_commit"]
@@ -169,12 +166,8 @@ def test_no_token_is_a_clear_error_before_anything_is_sent(trained_folder, tmp_p
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     monkeypatch.setattr("huggingface_hub.HfApi", lambda *a, **k: pytest.fail("HfApi must not be created"))
-    assert (
-        push_main(
-            ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--staging_dir", str(tmp_path / "stage")]
-        )
-        == 2
-    )
+    arguments = ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--dataset_id", DATASET]
+    assert push_main([*arguments, "--staging_dir", str(tmp_path / "stage")]) == 2
     assert "no Hugging Face token: set HF_TOKEN or run `hf auth login`" in capsys.readouterr().err
 
 
@@ -182,12 +175,8 @@ def test_failed_upload_says_nothing_was_published_and_what_to_do(trained_folder,
     api = RecordingApi(fail_commit=True)
     monkeypatch.setenv("HF_TOKEN", "hf_do_not_print_me")
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    assert (
-        push_main(
-            ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--staging_dir", str(tmp_path / "stage")]
-        )
-        == 2
-    )
+    arguments = ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--dataset_id", DATASET]
+    assert push_main([*arguments, "--staging_dir", str(tmp_path / "stage")]) == 2
     captured = capsys.readouterr()
     assert "nothing of this upload was published" in captured.err and "rerun the same command" in captured.err
     assert "hf_do_not_print_me" not in captured.out + captured.err

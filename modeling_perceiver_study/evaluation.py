@@ -1,0 +1,157 @@
+"""Evaluate any saved model folder (or Hub id) on an image-classification split: accuracy, per-class accuracy,
+confusion matrix, a grid of predictions and cross-attention maps (`scripts/evaluate.py`)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augment import normalize
+from .data import (
+    IMAGE_COLUMN_CANDIDATES,
+    LABEL_COLUMN_CANDIDATES,
+    DataError,
+    carve_validation_split,
+    decode_split,
+    find_column,
+    label_names,
+    load_image_dataset,
+)
+from .metrics import load_accuracy
+from .plots import plot_attention_maps, plot_confusion_matrix, plot_prediction_grid
+from .training import write_json_atomic
+
+
+@dataclass
+class EvaluationData:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    label_names: list[str]
+    description: str
+
+
+def training_split_settings(model_dir) -> tuple[int, float]:
+    """Seed and validation fraction of the run that trained `model_dir` (to rebuild its held-out split)."""
+    run_args_path = Path(model_dir) / "run_args.json"
+    if run_args_path.is_file():
+        run_args = json.loads(run_args_path.read_text())
+        return run_args["training"].get("seed", 42), run_args["data"].get("train_val_split", 0.1)
+    return 42, 0.1
+
+
+def load_evaluation_data(
+    dataset_name,
+    split,
+    image_size,
+    num_channels,
+    seed,
+    train_val_split,
+    max_samples=None,
+    image_column=None,
+    label_column=None,
+) -> EvaluationData:
+    dataset = load_image_dataset(dataset_name)
+    source = dataset.get("train") if split == "validation" and "validation" not in dataset else dataset.get(split)
+    if source is None:
+        raise DataError(f"dataset {dataset_name!r} has no split {split!r}; its splits are {list(dataset)}")
+    image_column = find_column(source.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image", split)
+    label_column = find_column(source.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label", split)
+    names = label_names(source, label_column)
+    description = f"{dataset_name} [{split}]"
+    if split == "validation" and "validation" not in dataset:
+        _, source = carve_validation_split(source, label_column, train_val_split, seed)
+        description = f"{dataset_name} [validation: {100 * train_val_split:g} % of train carved with seed {seed}]"
+    if max_samples is not None and max_samples < len(source):
+        source = source.shuffle(seed=seed).select(range(max_samples))
+    decoded = decode_split(source, image_column, label_column, image_size, num_channels, split_name=split)
+    return EvaluationData(decoded.images, decoded.labels, names, description)
+
+
+@torch.no_grad()
+def predict(model, images_uint8, mean, std, batch_size=256) -> torch.Tensor:
+    """Class probabilities for uint8 images, normalized exactly as the image processor does."""
+    device = next(model.parameters()).device
+    probabilities = []
+    for start in range(0, len(images_uint8), batch_size):
+        batch = normalize(images_uint8[start : start + batch_size].to(device), mean, std)
+        probabilities.append(model(batch).logits.float().softmax(-1).cpu())
+    return torch.cat(probabilities)
+
+
+def confusion_matrix(true, predicted, num_labels) -> np.ndarray:
+    return np.bincount(num_labels * np.asarray(true) + np.asarray(predicted), minlength=num_labels**2).reshape(
+        num_labels, num_labels
+    )
+
+
+def evaluate_model_folder(
+    model_dir,
+    dataset_name,
+    split,
+    output_dir,
+    max_samples=None,
+    batch_size=256,
+    grid_images=32,
+    attention_images=4,
+    image_column=None,
+    label_column=None,
+) -> dict:
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    config = model.config
+    seed, train_val_split = training_split_settings(model_dir)
+    data = load_evaluation_data(
+        dataset_name,
+        split,
+        config.image_size,
+        config.num_channels,
+        seed,
+        train_val_split,
+        max_samples,
+        image_column,
+        label_column,
+    )
+    model_labels = [config.id2label[i] for i in range(config.num_labels)]
+    if data.label_names != model_labels:
+        raise DataError(f"the dataset's labels {data.label_names} differ from the model's {model_labels}")
+
+    probabilities = predict(model, data.images, processor.image_mean, processor.image_std, batch_size)
+    confidences, predictions = probabilities.max(-1)
+    accuracy = load_accuracy().compute(predictions=predictions.tolist(), references=data.labels.tolist())["accuracy"]
+    matrix = confusion_matrix(data.labels.numpy(), predictions.numpy(), config.num_labels)
+    per_class = {name: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, name in enumerate(model_labels)}
+    results = {
+        "model": str(model_dir),
+        "dataset": data.description,
+        "num_samples": len(data.labels),
+        "accuracy": accuracy,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": {"labels": model_labels, "rows_true_columns_predicted": matrix.tolist()},
+    }
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "evaluation.json", results)
+    plot_confusion_matrix(matrix, model_labels, output_dir / "confusion_matrix.png")
+    shown = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))[:grid_images]
+    plot_prediction_grid(
+        data.images[shown],
+        data.labels[shown].tolist(),
+        predictions[shown].tolist(),
+        confidences[shown].tolist(),
+        model_labels,
+        output_dir / "predictions.png",
+    )
+    attended = shown[:attention_images]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        pixels = normalize(data.images[attended].to(device), processor.image_mean, processor.image_std)
+        cross_attention = model(pixels, output_attentions=True).cross_attentions[0].cpu()
+    patch = getattr(config, "input_patch_size", 1)
+    grid = (config.image_size // patch, config.image_size // patch)
+    plot_attention_maps(data.images[attended], cross_attention, grid, output_dir / "attention_maps.png")
+    return results

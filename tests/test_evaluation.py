@@ -1,0 +1,123 @@
+"""scripts/evaluate.py on a trained tiny model: numbers agree with the model, figures are written, and the held-out
+split is the one the training run carved."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_perceiver_study.evaluation import confusion_matrix
+from modeling_perceiver_study.training import main as train_main
+from scripts.evaluate import main as evaluate_main
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_parquet, tmp_path_factory):
+    output = tmp_path_factory.mktemp("trained") / "run"
+    metrics = train_main(
+        [
+            "--dataset_name",
+            str(synthetic_parquet),
+            "--output_dir",
+            str(output),
+            "--preset",
+            "tiny",
+            "--num_train_epochs",
+            "3",
+            "--per_device_train_batch_size",
+            "16",
+            "--learning_rate",
+            "3e-3",
+            "--use_cpu",
+            "true",
+            "--disable_tqdm",
+            "true",
+            "--train_val_split",
+            "0.25",
+            "--seed",
+            "11",
+            "--dataloader_pin_memory",
+            "false",
+            "--save_strategy",
+            "no",
+        ]
+    )
+    return output, metrics
+
+
+def test_evaluation_reproduces_the_training_runs_validation_accuracy(trained, synthetic_parquet, tmp_path, capsys):
+    model_dir, metrics = trained
+    assert (
+        evaluate_main(
+            [
+                "--model_dir",
+                str(model_dir),
+                "--dataset_name",
+                str(synthetic_parquet),
+                "--output_dir",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert results["num_samples"] == metrics["validation"]["num_samples"] == 24
+    assert results["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)
+    assert "seed 11" in results["dataset"]
+    matrix = np.array(results["confusion_matrix"]["rows_true_columns_predicted"])
+    assert matrix.sum() == 24 and matrix.trace() / 24 == pytest.approx(results["accuracy"])
+    per_class = results["per_class_accuracy"]
+    assert set(per_class) == {"red", "green", "blue", "yellow"}
+    assert np.mean(list(per_class.values())) == pytest.approx(results["accuracy"])  # balanced split
+    for name in ("confusion_matrix.png", "predictions.png", "attention_maps.png"):
+        assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG", name
+    assert '"accuracy"' in capsys.readouterr().out
+
+
+def test_evaluation_refuses_a_dataset_with_other_labels(trained, tmp_path, capsys):
+    from tests.conftest import write_image_parquet
+
+    other = write_image_parquet(tmp_path / "other.parquet", per_class=4, labels=["a", "b", "c", "d"])
+    model_dir, _ = trained
+    assert (
+        evaluate_main(
+            [
+                "--model_dir",
+                str(model_dir),
+                "--dataset_name",
+                str(other),
+                "--split",
+                "train",
+                "--output_dir",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 2
+    )
+    assert "differ from the model's" in capsys.readouterr().err
+
+
+def test_missing_split_lists_the_splits(trained, synthetic_parquet, tmp_path, capsys):
+    model_dir, _ = trained
+    assert (
+        evaluate_main(
+            [
+                "--model_dir",
+                str(model_dir),
+                "--dataset_name",
+                str(synthetic_parquet),
+                "--split",
+                "test",
+                "--output_dir",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 2
+    )
+    assert "has no split 'test'; its splits are ['train']" in capsys.readouterr().err
+
+
+def test_confusion_matrix_counts_pairs():
+    matrix = confusion_matrix(torch.tensor([0, 0, 1, 2]).numpy(), torch.tensor([0, 1, 1, 0]).numpy(), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
