@@ -365,6 +365,43 @@ class PerceiverStudyPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_attention_backend = True
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, except that a checkpoint whose weights do not fit its config is a
+        `ValueError` naming the parameters, never a silent re-initialisation. `ignore_mismatched_sizes=True`
+        re-initialises size-mismatched layers on purpose (e.g. a classifier for another number of labels)."""
+        allow_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
+        wants_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+        )
+        problems = (
+            []
+            if allow_mismatched_sizes
+            else [
+                f"{name} has shape {tuple(stored)} in the weights but {tuple(expected)} from the config"
+                for name, stored, expected in sorted(info["mismatched_keys"])
+            ]
+        )
+        # A head missing or left over is normal (base model <-> classifier); anything else means another model.
+        problems += [
+            f"{name} is missing from the weights"
+            for name in sorted(info["missing_keys"])
+            if not name.startswith("classifier.")
+        ]
+        problems += [
+            f"{name} is in the weights but not in the model the config describes"
+            for name in sorted(info["unexpected_keys"])
+            if not name.startswith("classifier.")
+        ]
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise ValueError(
+                f"checkpoint {pretrained_model_name_or_path} does not match its config: {shown}. The config "
+                "(config.json) and the weights (model.safetensors) must come from the same model."
+            )
+        return (model, info) if wants_loading_info else model
+
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):

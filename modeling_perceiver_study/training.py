@@ -153,7 +153,7 @@ class PerceiverTrainer(Trainer):
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Ends training once `max_minutes` of training time have passed; the Trainer then evaluates and saves."""
+    """Ends training once `max_minutes` of training time have passed (the final model is still saved and evaluated)."""
 
     def __init__(self, max_minutes: float):
         self.max_seconds = 60.0 * max_minutes
@@ -165,9 +165,7 @@ class TimeBudgetCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if time.monotonic() - self.started >= self.max_seconds:
             logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
-            control.should_training_stop = True
-            control.should_evaluate = args.eval_strategy != "no"
-            control.should_save = args.save_strategy != "no"
+            control.should_training_stop = True  # the epoch-end evaluation and checkpoint then follow as configured
 
 
 # ---------------------------------------------------------------------------------------------------------------------

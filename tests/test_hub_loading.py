@@ -3,10 +3,12 @@
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification
 
-from modeling_perceiver_study import PerceiverStudyForImageClassification
+from modeling_perceiver_study import PerceiverStudyForImageClassification, PerceiverStudyModel
 from modeling_perceiver_study.export import CODE_FILES
 from tests.helpers import (
     LOAD_AND_PREDICT,
@@ -61,3 +63,28 @@ def test_hub_id_loads_from_offline_cache_without_the_package(tmp_path):
         cwd=tmp_path,
     )
     check_loaded(json.loads(output.strip().splitlines()[-1]), model)
+
+
+def test_checkpoint_whose_config_does_not_match_the_weights_is_refused(tmp_path):
+    save_tiny_model_folder(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "latent_dim": 64}))
+    expected = r"does not match its config: classifier\.weight has shape \(10, 32\) in the weights but \(10, 64\)"
+    with pytest.raises(ValueError, match=expected + r".*; and \d+ more\. The config \(config\.json\) and the weights"):
+        PerceiverStudyForImageClassification.from_pretrained(tmp_path)
+
+
+def test_checkpoint_with_layers_the_config_lacks_is_refused(tmp_path):
+    save_tiny_model_folder(tmp_path, share_block_weights=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "share_block_weights": True}))
+    with pytest.raises(ValueError, match=r"perceiver\.encoder\.blocks\.1\..* is in the weights but not in the model"):
+        AutoModelForImageClassification.from_pretrained(tmp_path, trust_remote_code=True)
+
+
+def test_new_head_on_purpose_and_base_model_from_a_classifier_load(tmp_path):
+    save_tiny_model_folder(tmp_path)
+    model = PerceiverStudyForImageClassification.from_pretrained(tmp_path, num_labels=3, ignore_mismatched_sizes=True)
+    assert model.classifier.out_features == 3
+    base = PerceiverStudyModel.from_pretrained(tmp_path)  # leaves the classifier's weights behind
+    assert base.latents.shape == (8, 32)

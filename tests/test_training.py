@@ -274,3 +274,14 @@ def test_recipe_file_with_command_line_overrides(synthetic_parquet, tmp_path):
     args = json.loads((tmp_path / "from-recipe" / "run_args.json").read_text())
     assert args["training"]["learning_rate"] == 0.001 and args["model"]["preset"] == "tiny"
     assert args["training"]["num_train_epochs"] == 1
+
+
+def test_time_budget_stops_training_early_and_still_evaluates_and_saves(synthetic_parquet, tmp_path):
+    metrics = run_training(
+        synthetic_parquet, tmp_path / "run", "--num_train_epochs", "20", "--max_train_minutes", "0.0001"
+    )
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and metrics["train"]["epoch"] < 1
+    assert metrics["validation"]["num_samples"] == 24
+    assert [entry for entry in state["log_history"] if "eval_accuracy" in entry]  # the epoch-end evaluation ran
+    assert (tmp_path / "run" / "model.safetensors").is_file()
