@@ -4,11 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_perceiver_study import PerceiverStudyConfig
-from .modeling_perceiver_study import (
-    FourierPositionEncoding,
-    PerceiverStudySelfAttentionLayer,
-    eager_attention_forward,
-)
+from .modeling_perceiver_study import FourierPositionEncoding, PerceiverStudyEncoder, eager_attention_forward
 
 
 class PixelTransformer(nn.Module):
@@ -23,20 +19,7 @@ class PixelTransformer(nn.Module):
         )
         self.embed = nn.Linear(config.input_dim, config.latent_dim)
         depth = config.num_cross_attends + config.num_blocks * config.num_self_attends_per_block
-        self.layers = nn.ModuleList(
-            PerceiverStudySelfAttentionLayer(
-                config.latent_dim,
-                config.resolved_self_attention_qk_dim,
-                config.resolved_self_attention_v_dim,
-                config.num_self_attention_heads,
-                config.self_attention_widening_factor,
-                config.hidden_act,
-                0.0,
-                0.0,
-                config.layer_norm_eps,
-            )
-            for _ in range(depth)
-        )
+        self.layers = nn.ModuleList(PerceiverStudyEncoder.self_attention_layer(config) for _ in range(depth))
         self.norm = nn.LayerNorm(config.latent_dim, eps=config.layer_norm_eps)
         self.classifier = nn.Linear(config.latent_dim, config.num_labels)
 

@@ -70,13 +70,15 @@ def load_evaluation_data(
 
 
 @torch.no_grad()
-def predict(model, images_uint8, mean, std, batch_size=256) -> torch.Tensor:
-    """Class probabilities for uint8 images, normalized exactly as the image processor does."""
+def predict(model, images_uint8, mean, std, batch_size=256, bf16=False) -> torch.Tensor:
+    """Class probabilities for uint8 images, normalized exactly as the image processor does; `bf16` runs under
+    bf16 autocast, as a run trained with `--bf16 true` evaluates."""
     device = next(model.parameters()).device
     probabilities = []
     for start in range(0, len(images_uint8), batch_size):
         batch = normalize(images_uint8[start : start + batch_size].to(device), mean, std)
-        probabilities.append(model(batch).logits.float().softmax(-1).cpu())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            probabilities.append(model(batch).logits.float().softmax(-1).cpu())
     return torch.cat(probabilities)
 
 
@@ -97,10 +99,13 @@ def evaluate_model_folder(
     attention_images=4,
     image_column=None,
     label_column=None,
+    bf16=False,
+    attn_implementation=None,
 ) -> dict:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True, **extra).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     config = model.config
     seed, train_val_split = training_split_settings(model_dir)
@@ -119,7 +124,7 @@ def evaluate_model_folder(
     if data.label_names != model_labels:
         raise DataError(f"the dataset's labels {data.label_names} differ from the model's {model_labels}")
 
-    probabilities = predict(model, data.images, processor.image_mean, processor.image_std, batch_size)
+    probabilities = predict(model, data.images, processor.image_mean, processor.image_std, batch_size, bf16)
     confidences, predictions = probabilities.max(-1)
     accuracy = load_accuracy().compute(predictions=predictions.tolist(), references=data.labels.tolist())["accuracy"]
     matrix = confusion_matrix(data.labels.numpy(), predictions.numpy(), config.num_labels)
@@ -128,6 +133,7 @@ def evaluate_model_folder(
         "model": str(model_dir),
         "dataset": data.description,
         "num_samples": len(data.labels),
+        "precision": "bf16 autocast" if bf16 else "fp32",
         "accuracy": accuracy,
         "per_class_accuracy": per_class,
         "confusion_matrix": {"labels": model_labels, "rows_true_columns_predicted": matrix.tolist()},

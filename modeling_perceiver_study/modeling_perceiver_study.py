@@ -280,10 +280,10 @@ class PerceiverStudyEncoder(nn.Module):
             num_distinct_cross = 2  # the first cross-attend has its own weights, the rest share one set
         else:
             num_distinct_cross = config.num_cross_attends
-        self.cross_attends = nn.ModuleList([self._cross_attend(config) for _ in range(num_distinct_cross)])
+        self.cross_attends = nn.ModuleList([self.cross_attention_layer(config) for _ in range(num_distinct_cross)])
         num_distinct_blocks = 1 if config.share_block_weights else config.num_blocks
         self.blocks = nn.ModuleList(
-            nn.ModuleList(self._self_attend(config) for _ in range(config.num_self_attends_per_block))
+            nn.ModuleList(self.self_attention_layer(config) for _ in range(config.num_self_attends_per_block))
             for _ in range(num_distinct_blocks)
         )
         num_applied = config.num_cross_attends + config.num_blocks * config.num_self_attends_per_block
@@ -291,7 +291,7 @@ class PerceiverStudyEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     @staticmethod
-    def _cross_attend(config):
+    def cross_attention_layer(config):
         return PerceiverStudyCrossAttentionLayer(
             config.latent_dim,
             config.input_dim,
@@ -308,7 +308,7 @@ class PerceiverStudyEncoder(nn.Module):
         )
 
     @staticmethod
-    def _self_attend(config):
+    def self_attention_layer(config):
         return PerceiverStudySelfAttentionLayer(
             config.latent_dim,
             config.resolved_self_attention_qk_dim,

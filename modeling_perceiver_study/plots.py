@@ -13,6 +13,7 @@ def _atomic_savefig(figure, path: Path) -> Path:
     os.close(handle)
     try:
         figure.savefig(temporary, dpi=120, bbox_inches="tight")
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be read by others
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

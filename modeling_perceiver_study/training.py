@@ -392,6 +392,7 @@ def write_json_atomic(path: Path, payload) -> None:
     with os.fdopen(handle, "w") as stream:
         json.dump(payload, stream, indent=2, default=str)
         stream.write("\n")
+    os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be read by others
     os.replace(temporary, path)
 
 

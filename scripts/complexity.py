@@ -5,8 +5,10 @@ Transformer over the same pixel tokens (same width and depth), and as the number
     python scripts/complexity.py --output results/complexity.json        # measure (minutes on 2 CPU cores)
     python scripts/complexity.py --plot results/complexity.json --figure docs/figures/complexity.png
 
-Each measurement runs in a fresh process, so its peak resident memory is its own. Both models use PyTorch's SDPA
-(memory-efficient attention), so the Transformer's cost is its O(M^2) compute, not a materialised score matrix.
+Each measurement runs in a fresh process, so its peak resident memory is its own, capped at 12 GiB (past that, the
+model is reported out of memory). `perceiver` and `transformer` use PyTorch's SDPA (memory-efficient attention), so the
+Transformer's cost is its O(M^2) compute; `transformer-eager` materialises the M x M attention matrix, as plain
+attention does, and shows where that runs out of memory.
 """
 
 import argparse
@@ -48,12 +50,18 @@ def current_rss_kib() -> int:
     return 0
 
 
+MEMORY_CAP_GIB = 12  # a measurement process may use this much; past it, the model counts as out of memory
+
+
 def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: int) -> dict:
     """One measurement, in this (fresh) process: median seconds of forward + backward, and peak memory added."""
+    cap = MEMORY_CAP_GIB * 1024**3
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # fail an allocation cleanly instead of invoking the OOM killer
     import torch
 
     from modeling_perceiver_study import PerceiverStudyConfig, PerceiverStudyForImageClassification
     from modeling_perceiver_study.baselines import PixelTransformer, sdpa_attention
+    from modeling_perceiver_study.modeling_perceiver_study import eager_attention_forward
 
     torch.manual_seed(0)
     config = PerceiverStudyConfig(**{**BASE, "num_latents": num_latents}, attn_implementation="sdpa")
@@ -64,19 +72,30 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
             model(x, labels=y).loss.backward()
     else:
         model = PixelTransformer(config)
+        attention_fn = sdpa_attention if model_name == "transformer" else eager_attention_forward
 
         def step(x, y):
-            model(x, labels=y, attention_fn=sdpa_attention)[0].backward()
+            model(x, labels=y, attention_fn=attention_fn)[0].backward()
 
     pixels = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, 10, (batch,))
     baseline_kib = current_rss_kib()
     times = []
-    for _ in range(repeats + 1):  # the first step warms up
-        started = time.perf_counter()
-        step(pixels, labels)
-        times.append(time.perf_counter() - started)
-        model.zero_grad(set_to_none=True)
+    try:
+        # One warm-up step, then at least `repeats` steps and at least a second of them (short steps are noisy).
+        while len(times) < repeats + 1 or (sum(times[1:]) < 1.0 and len(times) < 50):
+            started = time.perf_counter()
+            step(pixels, labels)
+            times.append(time.perf_counter() - started)
+            model.zero_grad(set_to_none=True)
+    except (RuntimeError, MemoryError) as error:
+        return {
+            "model": model_name,
+            "image_size": size,
+            "pixels": size * size,
+            "num_latents": num_latents,
+            "skipped": f"out of memory under a {MEMORY_CAP_GIB} GiB cap ({str(error).splitlines()[0][:120]})",
+        }
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "model": model_name,
@@ -86,6 +105,7 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
         "batch": batch,
         "step_seconds": statistics.median(times[1:]),
         "peak_memory_mib": max(peak_kib - baseline_kib, 0) / 1024,
+        "steps_timed": len(times) - 1,
     }
 
 
@@ -129,7 +149,7 @@ def run_all(args) -> dict:
 
     rows = []
     for size in args.sizes:
-        for model_name in ("perceiver", "transformer"):
+        for model_name in ("perceiver", "transformer", "transformer-eager"):
             row = run_measurement(model_name, size, BASE["num_latents"], args.batch, args.repeats, args.timeout)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -157,6 +177,8 @@ def run_all(args) -> dict:
             "transformer_time_vs_pixels": fitted_exponent(series("transformer", "step_seconds")),
             "perceiver_memory_vs_pixels": fitted_exponent(series("perceiver", "peak_memory_mib")),
             "transformer_memory_vs_pixels": fitted_exponent(series("transformer", "peak_memory_mib")),
+            "transformer_eager_time_vs_pixels": fitted_exponent(series("transformer-eager", "step_seconds")),
+            "transformer_eager_memory_vs_pixels": fitted_exponent(series("transformer-eager", "peak_memory_mib")),
             "perceiver_time_vs_latents": fitted_exponent(
                 [(r["num_latents"], r.get("step_seconds")) for r in latent_rows if "skipped" not in r]
             ),
@@ -170,11 +192,12 @@ def plot(results: dict, figure_path: Path) -> None:
     plt = _pyplot()
     exponents = results["fitted_exponents"]
     figure, (time_axis, memory_axis, latent_axis) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for model_name, marker in (("perceiver", "o"), ("transformer", "s")):
+    for model_name, marker in (("perceiver", "o"), ("transformer", "s"), ("transformer-eager", "^")):
         rows = [r for r in results["by_input_size"] if r["model"] == model_name and "skipped" not in r]
-        label = f"{model_name} (slope {exponents[f'{model_name}_time_vs_pixels']:.2f})"
+        key = model_name.replace("-", "_")
+        label = f"{model_name} (slope {exponents[f'{key}_time_vs_pixels']:.2f})"
         time_axis.loglog([r["pixels"] for r in rows], [r["step_seconds"] for r in rows], marker=marker, label=label)
-        memory_label = f"{model_name} (slope {exponents[f'{model_name}_memory_vs_pixels']:.2f})"
+        memory_label = f"{model_name} (slope {exponents[f'{key}_memory_vs_pixels']:.2f})"
         memory_axis.loglog(
             [r["pixels"] for r in rows], [r["peak_memory_mib"] for r in rows], marker=marker, label=memory_label
         )
@@ -187,11 +210,14 @@ def plot(results: dict, figure_path: Path) -> None:
         marker="o",
         label=f"perceiver (slope {exponents['perceiver_time_vs_latents']:.2f})",
     )
+    counts = [r["num_latents"] for r in latents]
+    latent_axis.set_xticks(counts, [str(count) for count in counts])
+    latent_axis.minorticks_off()
     size = latents[0]["image_size"] if latents else ""
     latent_axis.set(title=f"Step time vs latents ({size}x{size} input)", xlabel="latents N", ylabel="seconds")
     for axis in (time_axis, memory_axis, latent_axis):
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper left")
     figure_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_savefig(figure, figure_path)
     plt.close(figure)

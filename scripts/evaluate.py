@@ -30,6 +30,10 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", default=None, help="Where results go (default: <model_dir>/evaluation).")
     parser.add_argument("--max_samples", type=int, default=None, help="Evaluate on a seeded subset of this size.")
     parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument(
+        "--bf16", action="store_true", help="Run under bf16 autocast (as a --bf16 training run evaluates)."
+    )
+    parser.add_argument("--attn_implementation", default=None, help="Attention kernel (default: the model's, sdpa).")
     parser.add_argument("--image_column_name", default=None)
     parser.add_argument("--label_column_name", default=None)
     return parser.parse_args(argv)
@@ -48,6 +52,8 @@ def main(argv=None) -> int:
             batch_size=args.batch_size,
             image_column=args.image_column_name,
             label_column=args.label_column_name,
+            bf16=args.bf16,
+            attn_implementation=args.attn_implementation,
         )
     except (DataError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,6 +22,21 @@ CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog"
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+# scripts/train.py flags for a seconds-long CPU run of the tiny preset (later flags override these).
+TINY_TRAINING_ARGS = (
+    "--preset tiny --num_train_epochs 2 --per_device_train_batch_size 16 --per_device_eval_batch_size 32 "
+    "--learning_rate 3e-3 --logging_steps 1 --use_cpu true --disable_tqdm true --seed 3 --train_val_split 0.25 "
+    "--dataloader_pin_memory false"
+).split()
+
+
+def train_tiny(dataset, output_dir, *extra) -> dict:
+    """Run the training script's main() in this process; returns its metrics."""
+    from modeling_perceiver_study.training import main
+
+    return main(["--dataset_name", str(dataset), "--output_dir", str(output_dir), *TINY_TRAINING_ARGS, *extra])
+
+
 def tiny_config(**overrides):
     fields = {"id2label": dict(enumerate(CIFAR10_LABELS)), "label2id": {n: i for i, n in enumerate(CIFAR10_LABELS)}}
     return load_preset("tiny", **{**fields, **overrides})

@@ -11,38 +11,11 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 
-COMMON = [
-    "--preset",
-    "tiny",
-    "--num_train_epochs",
-    "2",
-    "--learning_rate",
-    "3e-3",
-    "--logging_steps",
-    "1",
-    "--use_cpu",
-    "true",
-    "--disable_tqdm",
-    "true",
-    "--seed",
-    "5",
-    "--train_val_split",
-    "0.25",
-    "--max_train_samples",
-    "64",
-    "--max_eval_samples",
-    "23",
-    "--per_device_eval_batch_size",
-    "4",
-    "--random_crop_padding",
-    "0",
-    "--horizontal_flip",
-    "false",
-    "--dataloader_pin_memory",
-    "false",
-    "--save_strategy",
-    "no",
-]
+COMMON = (
+    "--preset tiny --num_train_epochs 2 --learning_rate 3e-3 --logging_steps 1 --use_cpu true --disable_tqdm true "
+    "--seed 5 --train_val_split 0.25 --max_train_samples 64 --max_eval_samples 23 --per_device_eval_batch_size 4 "
+    "--random_crop_padding 0 --horizontal_flip false --dataloader_pin_memory false --save_strategy no"
+).split()
 
 
 def run(command, output_dir):

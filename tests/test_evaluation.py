@@ -8,41 +8,14 @@ import pytest
 import torch
 
 from modeling_perceiver_study.evaluation import confusion_matrix
-from modeling_perceiver_study.training import main as train_main
 from scripts.evaluate import main as evaluate_main
+from tests.helpers import train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_parquet, tmp_path_factory):
     output = tmp_path_factory.mktemp("trained") / "run"
-    metrics = train_main(
-        [
-            "--dataset_name",
-            str(synthetic_parquet),
-            "--output_dir",
-            str(output),
-            "--preset",
-            "tiny",
-            "--num_train_epochs",
-            "3",
-            "--per_device_train_batch_size",
-            "16",
-            "--learning_rate",
-            "3e-3",
-            "--use_cpu",
-            "true",
-            "--disable_tqdm",
-            "true",
-            "--train_val_split",
-            "0.25",
-            "--seed",
-            "11",
-            "--dataloader_pin_memory",
-            "false",
-            "--save_strategy",
-            "no",
-        ]
-    )
+    metrics = train_tiny(synthetic_parquet, output, "--num_train_epochs", "3", "--seed", "11", "--save_strategy", "no")
     return output, metrics
 
 

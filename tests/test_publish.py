@@ -9,10 +9,16 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, ModelCard
 
 from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.publish import PublishError, stage_repository, upload
-from modeling_perceiver_study.training import main as train_main
 from scripts.push_to_hub import main as push_main
 from tests.conftest import SYNTHETIC_LABELS
-from tests.helpers import LOAD_AND_PREDICT, check_loaded, lay_into_hub_cache, offline_env, run_without_package
+from tests.helpers import (
+    LOAD_AND_PREDICT,
+    check_loaded,
+    lay_into_hub_cache,
+    offline_env,
+    run_without_package,
+    train_tiny,
+)
 
 REPO_FILES = {
     "model.safetensors",
@@ -33,28 +39,7 @@ DATASET = "org/synthetic-colours"  # the Hub id the card names for the locally g
 @pytest.fixture(scope="module")
 def trained_folder(synthetic_parquet, tmp_path_factory):
     output = tmp_path_factory.mktemp("trained") / "run"
-    train_main(
-        [
-            "--dataset_name",
-            str(synthetic_parquet),
-            "--output_dir",
-            str(output),
-            "--preset",
-            "tiny",
-            "--num_train_epochs",
-            "2",
-            "--per_device_train_batch_size",
-            "16",
-            "--use_cpu",
-            "true",
-            "--disable_tqdm",
-            "true",
-            "--train_val_split",
-            "0.25",
-            "--dataloader_pin_memory",
-            "false",
-        ]
-    )
+    train_tiny(synthetic_parquet, output)
     return output
 
 

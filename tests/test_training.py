@@ -14,32 +14,7 @@ from safetensors.torch import load_file
 
 from modeling_perceiver_study.training import SetupError, main
 from tests.conftest import write_image_parquet
-from tests.helpers import REPO_ROOT
-
-TINY = [
-    "--preset",
-    "tiny",
-    "--num_train_epochs",
-    "2",
-    "--per_device_train_batch_size",
-    "16",
-    "--per_device_eval_batch_size",
-    "32",
-    "--learning_rate",
-    "3e-3",
-    "--logging_steps",
-    "1",
-    "--use_cpu",
-    "true",
-    "--disable_tqdm",
-    "true",
-    "--seed",
-    "3",
-    "--train_val_split",
-    "0.25",
-    "--dataloader_pin_memory",
-    "false",
-]
+from tests.helpers import REPO_ROOT, TINY_TRAINING_ARGS, train_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +22,8 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def run_training(dataset, output_dir, *extra):
-    return main(["--dataset_name", str(dataset), "--output_dir", str(output_dir), *TINY, *extra])
-
-
 def test_training_writes_a_complete_model_folder(synthetic_parquet, tmp_path):
-    metrics = run_training(synthetic_parquet, tmp_path / "run", "--num_train_epochs", "4")
+    metrics = train_tiny(synthetic_parquet, tmp_path / "run", "--num_train_epochs", "4")
     folder = tmp_path / "run"
     for name in (
         "model.safetensors",
@@ -83,15 +54,13 @@ def test_training_writes_a_complete_model_folder(synthetic_parquet, tmp_path):
     assert any(path.name.startswith("checkpoint-") for path in folder.iterdir())
 
 
-def test_fine_tuning_onto_a_new_label_set_keeps_the_encoder(synthetic_parquet, tmp_path):
-    run_training(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
-    other = write_image_parquet(tmp_path / "other.parquet", per_class=8, labels=["cat", "dog", "owl"])
-    # Learning rate 0: fine-tuning changes nothing, so the result shows exactly what was loaded.
-    run_training(
-        other,
-        tmp_path / "tuned",
+def fine_tune_with_zero_learning_rate(dataset, output_dir, base_dir):
+    """Learning rate 0: fine-tuning changes nothing, so the result shows exactly what was loaded."""
+    train_tiny(
+        dataset,
+        output_dir,
         "--model_name_or_path",
-        str(tmp_path / "base"),
+        str(base_dir),
         "--learning_rate",
         "0",
         "--num_train_epochs",
@@ -99,6 +68,12 @@ def test_fine_tuning_onto_a_new_label_set_keeps_the_encoder(synthetic_parquet, t
         "--warmup_steps",
         "0",
     )
+
+
+def test_fine_tuning_onto_a_new_label_set_keeps_the_encoder(synthetic_parquet, tmp_path):
+    train_tiny(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
+    other = write_image_parquet(tmp_path / "other.parquet", per_class=8, labels=["cat", "dog", "owl"])
+    fine_tune_with_zero_learning_rate(other, tmp_path / "tuned", tmp_path / "base")
     base = load_file(tmp_path / "base" / "model.safetensors")
     tuned = load_file(tmp_path / "tuned" / "model.safetensors")
     encoder = [name for name in base if name.startswith("perceiver.")]
@@ -109,19 +84,8 @@ def test_fine_tuning_onto_a_new_label_set_keeps_the_encoder(synthetic_parquet, t
 
 
 def test_same_label_set_keeps_the_head(synthetic_parquet, tmp_path):
-    run_training(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
-    run_training(
-        synthetic_parquet,
-        tmp_path / "again",
-        "--model_name_or_path",
-        str(tmp_path / "base"),
-        "--learning_rate",
-        "0",
-        "--num_train_epochs",
-        "1",
-        "--warmup_steps",
-        "0",
-    )
+    train_tiny(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1")
+    fine_tune_with_zero_learning_rate(synthetic_parquet, tmp_path / "again", tmp_path / "base")
     base = load_file(tmp_path / "base" / "model.safetensors")
     again = load_file(tmp_path / "again" / "model.safetensors")
     assert torch.equal(base["classifier.weight"], again["classifier.weight"])
@@ -135,7 +99,7 @@ def train_command(dataset, output_dir, epochs):
         str(dataset),
         "--output_dir",
         str(output_dir),
-        *TINY,
+        *TINY_TRAINING_ARGS,
         "--num_train_epochs",
         str(epochs),
         "--save_total_limit",
@@ -198,7 +162,7 @@ def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(synthetic_p
 )
 def test_bad_input_is_a_setup_error_naming_the_problem(synthetic_parquet, tmp_path, extra, message):
     with pytest.raises(SetupError, match=message):
-        run_training(synthetic_parquet, tmp_path / "run", *extra)
+        train_tiny(synthetic_parquet, tmp_path / "run", *extra)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -207,20 +171,20 @@ def test_broken_checkpoint_is_refused(synthetic_parquet, tmp_path):
     broken.mkdir()
     (broken / "trainer_state.json").write_text("{ not json")
     with pytest.raises(SetupError, match="not a complete checkpoint"):
-        run_training(synthetic_parquet, tmp_path / "run", "--resume_from_checkpoint", str(broken))
+        train_tiny(synthetic_parquet, tmp_path / "run", "--resume_from_checkpoint", str(broken))
 
 
 def test_dataset_without_label_column_lists_columns(tmp_path):
     path = write_image_parquet(tmp_path / "x.parquet", per_class=2, label_column="category")
     with pytest.raises(SetupError, match=r"no label column in split 'train'.*\['img', 'category'\]"):
-        run_training(path, tmp_path / "run")
+        train_tiny(path, tmp_path / "run")
 
 
 def test_corrupt_images_fail_by_row_or_are_skipped_and_counted(tmp_path):
     path = write_image_parquet(tmp_path / "x.parquet", per_class=8, corrupt_rows=(1,))
     with pytest.raises(SetupError, match=r"could not be decoded, rows \[\d+\]"):
-        run_training(path, tmp_path / "run")
-    metrics = run_training(path, tmp_path / "run", "--skip_corrupt_images", "true", "--num_train_epochs", "1")
+        train_tiny(path, tmp_path / "run")
+    metrics = train_tiny(path, tmp_path / "run", "--skip_corrupt_images", "true", "--num_train_epochs", "1")
     assert sum(metrics["skipped_corrupt_images"].values()) == 1
 
 
@@ -277,7 +241,7 @@ def test_recipe_file_with_command_line_overrides(synthetic_parquet, tmp_path):
 
 
 def test_time_budget_stops_training_early_and_still_evaluates_and_saves(synthetic_parquet, tmp_path):
-    metrics = run_training(
+    metrics = train_tiny(
         synthetic_parquet, tmp_path / "run", "--num_train_epochs", "20", "--max_train_minutes", "0.0001"
     )
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
