@@ -12,6 +12,11 @@ from scripts.evaluate import main as evaluate_main
 from tests.helpers import train_tiny
 
 
+def run_evaluation(model_dir, dataset, output_dir, *extra) -> int:
+    arguments = ["--model_dir", str(model_dir), "--dataset_name", str(dataset), "--output_dir", str(output_dir)]
+    return evaluate_main([*arguments, *extra])
+
+
 @pytest.fixture(scope="module")
 def trained(synthetic_parquet, tmp_path_factory):
     output = tmp_path_factory.mktemp("trained") / "run"
@@ -21,19 +26,7 @@ def trained(synthetic_parquet, tmp_path_factory):
 
 def test_evaluation_reproduces_the_training_runs_validation_accuracy(trained, synthetic_parquet, tmp_path, capsys):
     model_dir, metrics = trained
-    assert (
-        evaluate_main(
-            [
-                "--model_dir",
-                str(model_dir),
-                "--dataset_name",
-                str(synthetic_parquet),
-                "--output_dir",
-                str(tmp_path / "eval"),
-            ]
-        )
-        == 0
-    )
+    assert run_evaluation(str(model_dir), str(synthetic_parquet), str(tmp_path / "eval")) == 0
     results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert results["num_samples"] == metrics["validation"]["num_samples"] == 24
     assert results["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)
@@ -53,44 +46,25 @@ def test_evaluation_refuses_a_dataset_with_other_labels(trained, tmp_path, capsy
 
     other = write_image_parquet(tmp_path / "other.parquet", per_class=4, labels=["a", "b", "c", "d"])
     model_dir, _ = trained
-    assert (
-        evaluate_main(
-            [
-                "--model_dir",
-                str(model_dir),
-                "--dataset_name",
-                str(other),
-                "--split",
-                "train",
-                "--output_dir",
-                str(tmp_path / "eval"),
-            ]
-        )
-        == 2
-    )
+    assert run_evaluation(str(model_dir), str(other), str(tmp_path / "eval"), "--split", "train") == 2
     assert "differ from the model's" in capsys.readouterr().err
 
 
 def test_missing_split_lists_the_splits(trained, synthetic_parquet, tmp_path, capsys):
     model_dir, _ = trained
-    assert (
-        evaluate_main(
-            [
-                "--model_dir",
-                str(model_dir),
-                "--dataset_name",
-                str(synthetic_parquet),
-                "--split",
-                "test",
-                "--output_dir",
-                str(tmp_path / "eval"),
-            ]
-        )
-        == 2
-    )
+    assert run_evaluation(str(model_dir), str(synthetic_parquet), str(tmp_path / "eval"), "--split", "test") == 2
     assert "has no split 'test'; its splits are ['train']" in capsys.readouterr().err
 
 
 def test_confusion_matrix_counts_pairs():
     matrix = confusion_matrix(torch.tensor([0, 0, 1, 2]).numpy(), torch.tensor([0, 1, 1, 0]).numpy(), 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_bf16_evaluation_records_its_precision(trained, synthetic_parquet, tmp_path):
+    model_dir, _ = trained
+    assert (
+        run_evaluation(model_dir, synthetic_parquet, tmp_path / "eval", "--bf16", "--attn_implementation", "eager") == 0
+    )
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert results["precision"] == "bf16 autocast" and results["num_samples"] == 24
