@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Throughput of this model against its peers at the same architecture, precision and batch.
+
+    python scripts/benchmark.py --preset seed --batch 64 --precision bf16 --output results/benchmark-cpu.json
+
+Peers: transformers' `PerceiverForImageClassificationFourier` (always) and lucidrains' `perceiver-pytorch` (when
+installed: `pip install -e ".[bench]"`). Models are timed interleaved (each repeat times every model in turn, so
+drifting machine load hits all alike); the JSON holds every repeat, the medians and this model's ratio to each peer.
+Training throughput counts forward, backward and an AdamW step; inference counts a no-grad forward pass.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from modeling_perceiver_study import PerceiverStudyForImageClassification
+from modeling_perceiver_study.presets import load_preset
+
+
+def build_ours(config, attn_implementation):
+    model = PerceiverStudyForImageClassification(config)
+    model.config._attn_implementation = attn_implementation
+    return model, lambda pixels, labels: model(pixels, labels=labels)
+
+
+def build_transformers_peer(config):
+    """transformers' Fourier-preprocessed Perceiver with our config's sizes. Differences: its preprocessor always
+    uses max_resolution 224 (frequencies, not cost), and its head is a one-query cross-attention decoder instead of
+    mean pooling + linear (a small share of the cost)."""
+    from transformers import PerceiverConfig, PerceiverForImageClassificationFourier
+
+    if config.num_fourier_bands != 64 or config.input_patch_size != 1 or config.num_cross_attends != 1:
+        raise ValueError("the transformers peer needs 64 Fourier bands, pixel tokens and one cross-attend")
+    peer_config = PerceiverConfig(
+        num_latents=config.num_latents,
+        d_latents=config.latent_dim,
+        num_blocks=config.num_blocks,
+        num_self_attends_per_block=config.num_self_attends_per_block,
+        num_self_attention_heads=config.num_self_attention_heads,
+        num_cross_attention_heads=config.num_cross_attention_heads,
+        qk_channels=config.latent_dim,
+        v_channels=config.latent_dim,
+        cross_attention_widening_factor=config.cross_attention_widening_factor,
+        self_attention_widening_factor=config.self_attention_widening_factor,
+        image_size=config.image_size,
+        num_labels=config.num_labels,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = PerceiverForImageClassificationFourier(peer_config)
+    return model, lambda pixels, labels: model(inputs=pixels, labels=labels)
+
+
+def build_lucidrains_peer(config):
+    """lucidrains' perceiver-pytorch with the same latent array, depth, heads and Fourier bands (its attention and
+    feed-forward layers are parametrised differently: GEGLU feed-forward, its own head widths)."""
+    from perceiver_pytorch import Perceiver
+
+    model = Perceiver(
+        input_channels=config.num_channels,
+        input_axis=2,
+        num_freq_bands=config.num_fourier_bands,
+        max_freq=config.resolved_fourier_max_resolution,
+        depth=config.num_blocks,
+        num_latents=config.num_latents,
+        latent_dim=config.latent_dim,
+        cross_heads=config.num_cross_attention_heads,
+        latent_heads=config.num_self_attention_heads,
+        cross_dim_head=config.latent_dim,
+        latent_dim_head=config.latent_dim // config.num_self_attention_heads,
+        num_classes=config.num_labels,
+        attn_dropout=0.0,
+        ff_dropout=0.0,
+        weight_tie_layers=config.share_block_weights,
+        self_per_cross_attn=config.num_self_attends_per_block,
+    )
+
+    def forward(pixels, labels):
+        logits = model(pixels.permute(0, 2, 3, 1))  # it reads channels-last images
+        return type("Output", (), {"loss": torch.nn.functional.cross_entropy(logits.float(), labels)})()
+
+    return model, forward
+
+
+def time_model(forward, model, pixels, labels, steps, train, precision, device):
+    """Images per second over `steps` steps (after one untimed step)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+    model.train(train)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            if train:
+                loss = forward(pixels, labels).loss
+            else:
+                with torch.no_grad():
+                    forward(pixels, labels)
+        if train:
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(pixels) / (time.perf_counter() - started)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="seed")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    parser.add_argument("--attn_implementation", default="eager", help="This model's attention kernel.")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per repeat.")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output", default=None, help="Write the results here (JSON).")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    config = load_preset(args.preset, num_labels=10)
+    torch.manual_seed(0)
+    models = {
+        "perceiver_study": build_ours(config, args.attn_implementation),
+        "transformers": build_transformers_peer(config),
+    }
+    try:
+        models["perceiver_pytorch"] = build_lucidrains_peer(config)
+    except ImportError:
+        print("perceiver-pytorch not installed: skipping that peer (pip install -e '.[bench]')", file=sys.stderr)
+    for model, _ in models.values():
+        model.to(device)
+    pixels = torch.randn(args.batch, config.num_channels, config.image_size, config.image_size, device=device)
+    labels = torch.randint(0, config.num_labels, (args.batch,), device=device)
+
+    runs = {name: {"train": [], "inference": []} for name in models}
+    for _ in range(args.repeats):
+        for name, (model, forward) in models.items():
+            for mode in ("train", "inference"):
+                runs[name][mode].append(
+                    time_model(forward, model, pixels, labels, args.steps, mode == "train", args.precision, device)
+                )
+    medians = {
+        name: {mode: statistics.median(values) for mode, values in modes.items()} for name, modes in runs.items()
+    }
+    ours = medians["perceiver_study"]
+    results = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "batch": args.batch,
+        "precision": args.precision,
+        "attn_implementation": args.attn_implementation,
+        "parameters": {name: sum(p.numel() for p in model.parameters()) for name, (model, _) in models.items()},
+        "images_per_second": runs,
+        "median_images_per_second": medians,
+        "speedup_vs": {
+            name: {mode: ours[mode] / values[mode] for mode in values}
+            for name, values in medians.items()
+            if name != "perceiver_study"
+        },
+    }
+    print(
+        json.dumps(
+            {key: results[key] for key in ("device", "parameters", "median_images_per_second", "speedup_vs")}, indent=2
+        )
+    )
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
