@@ -2,7 +2,8 @@
 
 This file travels to the Hub with the weights: it imports torch, transformers and its own configuration only.
 
-Shapes: B batch, C channels, H x W pixels, M = H*W input tokens, F input features per token,
+Shapes: B batch, C channels, H x W pixels, M input tokens (H*W, or H*W / p^2 with p x p patches), F input features
+per token,
 N latents, D latent width, h heads.
 """
 
@@ -37,8 +38,8 @@ class PerceiverStudyModelOutput(ModelOutput):
     attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
         Self-attention weights of every applied self-attention layer, each `(batch_size, heads, N, N)`.
     cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
-        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, H*W)`: where each latent
-        looks in the image.
+        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, M)` with M the input tokens
+        (pixels or patches): where each latent looks in the image.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -53,7 +54,7 @@ class PerceiverStudyImageClassifierOutput(ImageClassifierOutput):
     r"""
     The standard `ImageClassifierOutput` (`loss`, `logits`, `hidden_states`, `attentions`) plus
     cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
-        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, H*W)`.
+        Cross-attention weights of every applied cross-attend, each `(batch_size, heads, N, M)`, M input tokens.
     """
 
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
