@@ -99,6 +99,20 @@ def carve_validation_split(train_split, label_column: str, fraction: float, seed
     return parts["train"], parts["test"]
 
 
+def split_off_validation(dataset, label_column: str, fraction: float, seed: int):
+    """(train, validation): the dataset's own validation split, or one carved from train with `fraction` and `seed`."""
+    if "validation" in dataset:
+        return dataset["train"], dataset["validation"]
+    return carve_validation_split(dataset["train"], label_column, fraction, seed)
+
+
+def limit_split(split, maximum: int | None, seed: int):
+    """At most `maximum` rows: a random subset drawn with `seed`, so training and evaluation pick the same rows."""
+    if maximum is None or maximum >= len(split):
+        return split
+    return split.shuffle(seed=seed).select(range(maximum))
+
+
 def decode_image(value, image_size: int, num_channels: int) -> np.ndarray:
     """Bytes / path / PIL image -> uint8 `(C, H, W)`, resized to `image_size` if it is not already that size."""
     if isinstance(value, dict):

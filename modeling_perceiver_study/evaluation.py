@@ -13,15 +13,20 @@ from .data import (
     IMAGE_COLUMN_CANDIDATES,
     LABEL_COLUMN_CANDIDATES,
     DataError,
-    carve_validation_split,
     decode_split,
     find_column,
     label_names,
+    limit_split,
     load_image_dataset,
+    split_off_validation,
 )
 from .metrics import load_accuracy
 from .plots import plot_attention_maps, plot_confusion_matrix, plot_prediction_grid
-from .training import write_json_atomic
+from .training import DataArguments, PerceiverTrainingArguments, write_json_atomic
+
+# The training script's defaults, for a model folder without run_args.json.
+DEFAULT_SEED = PerceiverTrainingArguments.__dataclass_fields__["seed"].default
+DEFAULT_FRACTION = DataArguments.__dataclass_fields__["train_val_split"].default
 
 
 @dataclass
@@ -37,8 +42,8 @@ def training_split_settings(model_dir) -> tuple[int, float]:
     run_args_path = Path(model_dir) / "run_args.json"
     if run_args_path.is_file():
         run_args = json.loads(run_args_path.read_text())
-        return run_args["training"].get("seed", 42), run_args["data"].get("train_val_split", 0.1)
-    return 42, 0.1
+        return run_args["training"].get("seed", DEFAULT_SEED), run_args["data"].get("train_val_split", DEFAULT_FRACTION)
+    return DEFAULT_SEED, DEFAULT_FRACTION
 
 
 def load_evaluation_data(
@@ -61,10 +66,9 @@ def load_evaluation_data(
     names = label_names(source, label_column)
     description = f"{dataset_name} [{split}]"
     if split == "validation" and "validation" not in dataset:
-        _, source = carve_validation_split(source, label_column, train_val_split, seed)
+        _, source = split_off_validation(dataset, label_column, train_val_split, seed)
         description = f"{dataset_name} [validation: {100 * train_val_split:g} % of train carved with seed {seed}]"
-    if max_samples is not None and max_samples < len(source):
-        source = source.shuffle(seed=seed).select(range(max_samples))
+    source = limit_split(source, max_samples, seed)
     decoded = decode_split(source, image_column, label_column, image_size, num_channels, split_name=split)
     return EvaluationData(decoded.images, decoded.labels, names, description)
 

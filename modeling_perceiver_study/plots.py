@@ -1,24 +1,13 @@
 """Figures drawn from a run's recorded files (no figure needs the model)."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from .files import replace_atomically
 
-def _atomic_savefig(figure, path: Path) -> Path:
-    """Write a figure to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+
+def save_figure(figure, path) -> Path:
+    return replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120, bbox_inches="tight"))
 
 
 def curves_from_log_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -59,7 +48,7 @@ def plot_training_curves(trainer_state_path, output_path) -> Path:
     for axis in (loss_axis, accuracy_axis, lr_axis):
         axis.grid(alpha=0.3)
     try:
-        return _atomic_savefig(figure, output_path)
+        return save_figure(figure, output_path)
     finally:
         plt.close(figure)
 
@@ -101,7 +90,7 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
                 )
     figure.colorbar(image, ax=axis, fraction=0.046)
     try:
-        return _atomic_savefig(figure, output_path)
+        return save_figure(figure, output_path)
     finally:
         plt.close(figure)
 
@@ -127,7 +116,7 @@ def plot_prediction_grid(
             color="black" if correct else "red",
         )
     try:
-        return _atomic_savefig(figure, output_path)
+        return save_figure(figure, output_path)
     finally:
         plt.close(figure)
 
@@ -168,6 +157,6 @@ def plot_attention_maps(images_uint8, attention, grid_size, output_path, latents
             axis.set_title(title, fontsize=7)
             axis.axis("off")
     try:
-        return _atomic_savefig(figure, output_path)
+        return save_figure(figure, output_path)
     finally:
         plt.close(figure)

@@ -6,9 +6,7 @@ Arguments follow transformers' image-classification example: data and model data
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import (
+    AutoConfig,
     AutoModelForImageClassification,
     HfArgumentParser,
     Trainer,
@@ -32,14 +31,16 @@ from .data import (
     LABEL_COLUMN_CANDIDATES,
     DataError,
     TensorImageDataset,
-    carve_validation_split,
     collate_batch,
     decode_split,
     find_column,
     label_names,
+    limit_split,
     load_image_dataset,
+    split_off_validation,
 )
 from .export import FULL_AUTO_MAP
+from .files import replace_atomically
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
@@ -241,23 +242,17 @@ def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, s
         train.column_names, data_args.label_column_name, LABEL_COLUMN_CANDIDATES, "label", "train"
     )
     names = label_names(train, label_column)
-    if "validation" in dataset:
-        validation = dataset["validation"]
-    else:
-        train, validation = carve_validation_split(train, label_column, data_args.train_val_split, seed)
+    train, validation = split_off_validation(dataset, label_column, data_args.train_val_split, seed)
     test = dataset["test"] if "test" in dataset else None
     for split_name, split in (("validation", validation), ("test", test)):
         if split is not None:
             find_column(split.column_names, image_column, (), "image", split_name)
             find_column(split.column_names, label_column, (), "label", split_name)
 
-    def limit(split, maximum):
-        return split if maximum is None or maximum >= len(split) else split.shuffle(seed=seed).select(range(maximum))
-
     splits = {
-        "train": limit(train, data_args.max_train_samples),
-        "validation": limit(validation, data_args.max_eval_samples),
-        "test": limit(test, data_args.max_eval_samples) if test is not None else None,
+        "train": limit_split(train, data_args.max_train_samples, seed),
+        "validation": limit_split(validation, data_args.max_eval_samples, seed),
+        "test": limit_split(test, data_args.max_eval_samples, seed) if test is not None else None,
     }
     decoded = {
         name: decode_split(
@@ -313,11 +308,13 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
             return config
         model = PerceiverStudyForImageClassification(config)
     else:
+        if config_only:  # sizes for decoding the data; the weights are loaded once, below
+            return AutoConfig.from_pretrained(
+                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
+            )
         model = AutoModelForImageClassification.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
         )
-        if config_only:
-            return model.config
         old_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if names is not None and old_names != names:
             logger.info("label set differs from the checkpoint's %s: new head for %s", old_names, names)
@@ -386,14 +383,9 @@ def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
 # Run files
 
 
-def write_json_atomic(path: Path, payload) -> None:
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2, default=str)
-        stream.write("\n")
-    os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-    os.replace(temporary, path)
+def write_json_atomic(path, payload) -> None:
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    replace_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def strip_prefix(metrics: dict, prefix: str) -> dict:

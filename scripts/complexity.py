@@ -187,7 +187,7 @@ def run_all(args) -> dict:
 
 
 def plot(results: dict, figure_path: Path) -> None:
-    from modeling_perceiver_study.plots import _atomic_savefig, _pyplot
+    from modeling_perceiver_study.plots import _pyplot, save_figure
 
     plt = _pyplot()
     exponents = results["fitted_exponents"]
@@ -219,7 +219,7 @@ def plot(results: dict, figure_path: Path) -> None:
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8, loc="upper left")
     figure_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_savefig(figure, figure_path)
+    save_figure(figure, figure_path)
     plt.close(figure)
 
 

@@ -249,3 +249,21 @@ def test_time_budget_stops_training_early_and_still_evaluates_and_saves(syntheti
     assert metrics["validation"]["num_samples"] == 24
     assert [entry for entry in state["log_history"] if "eval_accuracy" in entry]  # the epoch-end evaluation ran
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_failed_write_leaves_the_previous_output_whole(tmp_path):
+    from modeling_perceiver_study.files import replace_atomically
+    from modeling_perceiver_study.training import write_json_atomic
+
+    target = tmp_path / "metrics.json"
+    write_json_atomic(target, {"accuracy": 0.5})
+
+    def write_half_then_fail(temporary):
+        with open(temporary, "w") as stream:
+            stream.write('{"accur')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_atomically(target, write_half_then_fail)
+    assert json.loads(target.read_text()) == {"accuracy": 0.5}
+    assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind

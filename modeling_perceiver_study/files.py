@@ -1,0 +1,22 @@
+"""Writing run outputs so that nothing is ever half-written."""
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def replace_atomically(path, write: Callable[[str], object]) -> Path:
+    """Call `write(temporary_path)` on a file beside `path`, then rename it into place: readers see the old file or
+    the new one, never part of one."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be read by others
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
