@@ -10,10 +10,13 @@ Training throughput counts forward, backward and an AdamW step; inference counts
 """
 
 import argparse
+import importlib
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +29,31 @@ from modeling_perceiver_study.presets import load_preset
 
 def build_ours(config, attn_implementation):
     model = PerceiverStudyForImageClassification(config)
+    model.config._attn_implementation = attn_implementation
+    return model, lambda pixels, labels: model(pixels, labels=labels)
+
+
+def build_ours_at_revision(config, attn_implementation, revision):
+    """This model as the Hub files were at git `revision`: measures what a change bought, in the same process run.
+    The files are imported as a package of their own, so both versions live side by side."""
+    root = Path(__file__).resolve().parent.parent
+    package = Path(tempfile.mkdtemp(prefix="perceiver-study-rev-")) / f"perceiver_study_at_{revision[:12]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("configuration_perceiver_study.py", "modeling_perceiver_study.py"):
+        source = subprocess.run(
+            ["git", "show", f"{revision}:modeling_perceiver_study/{name}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (package / name).write_text(source)
+    sys.path.insert(0, str(package.parent))
+    modeling = importlib.import_module(f"{package.name}.modeling_perceiver_study")
+    configuration = importlib.import_module(f"{package.name}.configuration_perceiver_study")
+    old_config = configuration.PerceiverStudyConfig(**config.to_diff_dict())
+    model = modeling.PerceiverStudyForImageClassification(old_config)
     model.config._attn_implementation = attn_implementation
     return model, lambda pixels, labels: model(pixels, labels=labels)
 
@@ -88,6 +116,19 @@ def build_lucidrains_peer(config):
     return model, forward
 
 
+def git_commit() -> str:
+    """The checked-out commit, marked `+changes` when the working tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def time_model(forward, model, pixels, labels, steps, train, precision, device):
     """Images per second over `steps` steps (after one untimed step)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
@@ -124,6 +165,12 @@ def main(argv=None) -> int:
     parser.add_argument("--attn_implementation", default="eager", help="This model's attention kernel.")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per repeat.")
+    parser.add_argument(
+        "--against_revision",
+        default=None,
+        help="Also time this model as committed at this git revision (e.g. the commit before a speed change).",
+    )
+    parser.add_argument("--no_peers", action="store_true", help="Time only this model (and --against_revision).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=None, help="Write the results here (JSON).")
     args = parser.parse_args(argv)
@@ -131,14 +178,17 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     config = load_preset(args.preset, num_labels=10)
     torch.manual_seed(0)
-    models = {
-        "perceiver_study": build_ours(config, args.attn_implementation),
-        "transformers": build_transformers_peer(config),
-    }
-    try:
-        models["perceiver_pytorch"] = build_lucidrains_peer(config)
-    except ImportError:
-        print("perceiver-pytorch not installed: skipping that peer (pip install -e '.[bench]')", file=sys.stderr)
+    models = {"perceiver_study": build_ours(config, args.attn_implementation)}
+    if args.against_revision:
+        models[f"perceiver_study@{args.against_revision}"] = build_ours_at_revision(
+            config, args.attn_implementation, args.against_revision
+        )
+    if not args.no_peers:
+        models["transformers"] = build_transformers_peer(config)
+        try:
+            models["perceiver_pytorch"] = build_lucidrains_peer(config)
+        except ImportError:
+            print("perceiver-pytorch not installed: skipping that peer (pip install -e '.[bench]')", file=sys.stderr)
     for model, _ in models.values():
         model.to(device)
     pixels = torch.randn(args.batch, config.num_channels, config.image_size, config.image_size, device=device)
@@ -161,6 +211,7 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+        "commit": git_commit(),
         "torch": torch.__version__,
         "preset": args.preset,
         "batch": args.batch,

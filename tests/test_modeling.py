@@ -6,7 +6,11 @@ from modeling_perceiver_study import (
     PerceiverStudyForImageClassification,
     PerceiverStudyModel,
 )
-from modeling_perceiver_study.modeling_perceiver_study import fourier_position_features, patches_to_tokens
+from modeling_perceiver_study.modeling_perceiver_study import (
+    fourier_position_features,
+    layer_norm_linear,
+    patches_to_tokens,
+)
 from modeling_perceiver_study.presets import available_presets, load_preset
 from tests.helpers import tiny_config, tiny_model
 
@@ -93,6 +97,35 @@ def test_position_features_follow_input_dtype_under_autocast():
     encoding = model.perceiver.position_encoding
     assert encoding(images(1).bfloat16()).dtype == torch.bfloat16
     assert len(encoding._cache) >= 1  # computed once per resolution, then reused
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_split_layer_norm_linear_equals_concatenate_normalize_project(bias):
+    """The cross-attention's key/value projection never builds [pixels, positions]; values and gradients must equal
+    the plain LayerNorm + Linear over the concatenation (float64, so only a wrong formula can fail this)."""
+    generator = torch.Generator().manual_seed(0)
+    pixels = (3.0 * torch.randn(2, 16, 5, generator=generator, dtype=torch.float64) + 1.0).requires_grad_()
+    positions = torch.randn(16, 11, generator=generator, dtype=torch.float64)
+    norm = torch.nn.LayerNorm(16, eps=1e-5).double()
+    linear = torch.nn.Linear(16, 7, bias=bias).double()
+    with torch.no_grad():  # non-trivial LayerNorm affine parameters
+        norm.weight.normal_(generator=generator)
+        norm.bias.normal_(generator=generator)
+
+    def grads(output):
+        output.square().sum().backward()
+        parameters = [pixels, norm.weight, norm.bias, linear.weight] + ([linear.bias] if bias else [])
+        result = [p.grad.clone() for p in parameters]
+        for p in parameters:
+            p.grad = None
+        return result
+
+    plain = linear(norm(torch.cat([pixels, positions.expand(2, -1, -1)], dim=-1)))
+    plain_grads = grads(plain)
+    split = layer_norm_linear(pixels, positions, norm, linear.weight, linear.bias)
+    torch.testing.assert_close(split, plain, rtol=1e-10, atol=1e-10)
+    for got, expected in zip(grads(split), plain_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_eager_and_sdpa_agree_in_fp32():
