@@ -583,7 +583,8 @@ class PerceiverStudyForImageClassification(PerceiverStudyPreTrainedModel):
                 f"labels must be integer class ids of shape ({logits.shape[0]},), got dtype {labels.dtype} and "
                 f"shape {tuple(labels.shape)}"
             )
-        if bool(((labels < 0) | (labels >= self.num_labels)).any()):
+        # (Skipped under torch.compile: reading the flag back is a graph break, and a device sync on a GPU.)
+        if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= self.num_labels)).any()):
             bad = labels[(labels < 0) | (labels >= self.num_labels)].unique().tolist()
             raise ValueError(f"labels must be in [0, {self.num_labels - 1}] (config.num_labels), got {bad}")
         return F.cross_entropy(logits.float(), labels)

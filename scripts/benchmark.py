@@ -27,10 +27,11 @@ from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.presets import load_preset
 
 
-def build_ours(config, attn_implementation):
+def build_ours(config, attn_implementation, compiled=False):
     model = PerceiverStudyForImageClassification(config)
     model.config._attn_implementation = attn_implementation
-    return model, lambda pixels, labels: model(pixels, labels=labels)
+    forward = torch.compile(model) if compiled else model
+    return model, lambda pixels, labels: forward(pixels, labels=labels)
 
 
 def build_ours_at_revision(config, attn_implementation, revision):
@@ -116,6 +117,14 @@ def build_lucidrains_peer(config):
     return model, forward
 
 
+def resolve_revision(revision: str) -> str:
+    """A git revision (HEAD~1, a branch, a short hash) as its full commit hash, so results name what was timed."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def git_commit() -> str:
     """The checked-out commit, marked `+changes` when the working tree differs from it."""
     root = Path(__file__).resolve().parent.parent
@@ -129,8 +138,8 @@ def git_commit() -> str:
     return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
-def time_model(forward, model, pixels, labels, steps, train, precision, device):
-    """Images per second over `steps` steps (after one untimed step)."""
+def time_model(forward, model, pixels, labels, steps, train, precision, device, warmup_steps=1):
+    """Images per second over `steps` steps (after `warmup_steps` untimed ones)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
     model.train(train)
 
@@ -146,7 +155,8 @@ def time_model(forward, model, pixels, labels, steps, train, precision, device):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    step()
+    for _ in range(warmup_steps):
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -162,7 +172,17 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="seed")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
-    parser.add_argument("--attn_implementation", default="eager", help="This model's attention kernel.")
+    parser.add_argument(
+        "--attn_implementation",
+        default="eager",
+        help="This model's attention kernel; several, comma-separated (eager,sdpa), time one copy each. Ratios are "
+        "those of the first.",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="Also time a torch.compile'd copy of this model (its compile time is reported, not counted).",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per repeat.")
     parser.add_argument(
@@ -178,11 +198,15 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     config = load_preset(args.preset, num_labels=10)
     torch.manual_seed(0)
-    models = {"perceiver_study": build_ours(config, args.attn_implementation)}
+    attn_implementations = args.attn_implementation.split(",")
+    models = {"perceiver_study": build_ours(config, attn_implementations[0])}
+    for implementation in attn_implementations[1:]:
+        models[f"perceiver_study[{implementation}]"] = build_ours(config, implementation)
+    if args.compile:
+        models["perceiver_study[compiled]"] = build_ours(config, attn_implementations[0], compiled=True)
     if args.against_revision:
-        models[f"perceiver_study@{args.against_revision}"] = build_ours_at_revision(
-            config, args.attn_implementation, args.against_revision
-        )
+        revision = resolve_revision(args.against_revision)
+        models[f"perceiver_study@{revision[:7]}"] = build_ours_at_revision(config, attn_implementations[0], revision)
     if not args.no_peers:
         models["transformers"] = build_transformers_peer(config)
         try:
@@ -194,6 +218,15 @@ def main(argv=None) -> int:
     pixels = torch.randn(args.batch, config.num_channels, config.image_size, config.image_size, device=device)
     labels = torch.randint(0, config.num_labels, (args.batch,), device=device)
 
+    # First steps, untimed by the repeats: they hold one-off costs (torch.compile's compilation, allocator growth).
+    first_step_seconds = {
+        name: {
+            mode: args.batch
+            / time_model(forward, model, pixels, labels, 1, mode == "train", args.precision, device, warmup_steps=0)
+            for mode in ("train", "inference")
+        }
+        for name, (model, forward) in models.items()
+    }
     runs = {name: {"train": [], "inference": []} for name in models}
     for _ in range(args.repeats):
         for name, (model, forward) in models.items():
@@ -218,6 +251,7 @@ def main(argv=None) -> int:
         "precision": args.precision,
         "attn_implementation": args.attn_implementation,
         "parameters": {name: sum(p.numel() for p in model.parameters()) for name, (model, _) in models.items()},
+        "first_step_seconds": first_step_seconds,
         "images_per_second": runs,
         "median_images_per_second": medians,
         "speedup_vs": {
