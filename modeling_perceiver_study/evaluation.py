@@ -20,9 +20,10 @@ from .data import (
     load_image_dataset,
     split_off_validation,
 )
+from .files import write_json_atomic
 from .metrics import load_accuracy
 from .plots import plot_attention_maps, plot_confusion_matrix, plot_prediction_grid
-from .training import DataArguments, PerceiverTrainingArguments, write_json_atomic
+from .training import DataArguments, PerceiverTrainingArguments
 
 # The training script's defaults, for a model folder without run_args.json.
 DEFAULT_SEED = PerceiverTrainingArguments.__dataclass_fields__["seed"].default

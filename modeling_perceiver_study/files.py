@@ -1,5 +1,6 @@
 """Writing run outputs so that nothing is ever half-written."""
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -20,3 +21,8 @@ def replace_atomically(path, write: Callable[[str], object]) -> Path:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def write_json_atomic(path, payload) -> None:
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    replace_atomically(path, lambda temporary: Path(temporary).write_text(text))

@@ -40,7 +40,7 @@ from .data import (
     split_off_validation,
 )
 from .export import FULL_AUTO_MAP
-from .files import replace_atomically
+from .files import write_json_atomic
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
@@ -381,11 +381,6 @@ def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Run files
-
-
-def write_json_atomic(path, payload) -> None:
-    text = json.dumps(payload, indent=2, default=str) + "\n"
-    replace_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def strip_prefix(metrics: dict, prefix: str) -> dict:

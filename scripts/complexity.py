@@ -23,6 +23,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from modeling_perceiver_study.files import write_json_atomic
+from modeling_perceiver_study.plots import plot_complexity
+
 # The architecture compared: every pixel a token, 1 cross-attend + 4 self-attends (5 layers) of width 128.
 BASE = {
     "image_size": 32,
@@ -186,43 +189,6 @@ def run_all(args) -> dict:
     }
 
 
-def plot(results: dict, figure_path: Path) -> None:
-    from modeling_perceiver_study.plots import _pyplot, save_figure
-
-    plt = _pyplot()
-    exponents = results["fitted_exponents"]
-    figure, (time_axis, memory_axis, latent_axis) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for model_name, marker in (("perceiver", "o"), ("transformer", "s"), ("transformer-eager", "^")):
-        rows = [r for r in results["by_input_size"] if r["model"] == model_name and "skipped" not in r]
-        key = model_name.replace("-", "_")
-        label = f"{model_name} (slope {exponents[f'{key}_time_vs_pixels']:.2f})"
-        time_axis.loglog([r["pixels"] for r in rows], [r["step_seconds"] for r in rows], marker=marker, label=label)
-        memory_label = f"{model_name} (slope {exponents[f'{key}_memory_vs_pixels']:.2f})"
-        memory_axis.loglog(
-            [r["pixels"] for r in rows], [r["peak_memory_mib"] for r in rows], marker=marker, label=memory_label
-        )
-    time_axis.set(title="Training-step time vs input size", xlabel="pixels (tokens)", ylabel="seconds")
-    memory_axis.set(title="Peak memory vs input size", xlabel="pixels (tokens)", ylabel="MiB")
-    latents = [r for r in results["by_latents"] if "skipped" not in r]
-    latent_axis.loglog(
-        [r["num_latents"] for r in latents],
-        [r["step_seconds"] for r in latents],
-        marker="o",
-        label=f"perceiver (slope {exponents['perceiver_time_vs_latents']:.2f})",
-    )
-    counts = [r["num_latents"] for r in latents]
-    latent_axis.set_xticks(counts, [str(count) for count in counts])
-    latent_axis.minorticks_off()
-    size = latents[0]["image_size"] if latents else ""
-    latent_axis.set(title=f"Step time vs latents ({size}x{size} input)", xlabel="latents N", ylabel="seconds")
-    for axis in (time_axis, memory_axis, latent_axis):
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8, loc="upper left")
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(figure, figure_path)
-    plt.close(figure)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/complexity.json", help="Where the measurements go (JSON).")
@@ -241,13 +207,13 @@ def main(argv=None) -> int:
         print(json.dumps(measure(model_name, int(size), int(num_latents), int(batch), int(repeats))))
         return 0
     if args.plot:
-        plot(json.loads(Path(args.plot).read_text()), Path(args.figure))
+        plot_complexity(args.plot, args.figure)
         return 0
     results = run_all(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, Path(args.figure))
+    write_json_atomic(output, results)
+    plot_complexity(output, args.figure)
     print(json.dumps(results["fitted_exponents"], indent=2))
     return 0
 

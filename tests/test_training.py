@@ -252,8 +252,7 @@ def test_time_budget_stops_training_early_and_still_evaluates_and_saves(syntheti
 
 
 def test_a_failed_write_leaves_the_previous_output_whole(tmp_path):
-    from modeling_perceiver_study.files import replace_atomically
-    from modeling_perceiver_study.training import write_json_atomic
+    from modeling_perceiver_study.files import replace_atomically, write_json_atomic
 
     target = tmp_path / "metrics.json"
     write_json_atomic(target, {"accuracy": 0.5})

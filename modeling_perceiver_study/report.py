@@ -1,0 +1,288 @@
+"""Every figure and table of the docs, rebuilt from the recorded result files in `results/` (no model, no data).
+
+Tables live in the Markdown documents between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` markers;
+`update_document` rewrites what is between them, so a number in the docs is whatever the result file says.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from .files import replace_atomically
+from .plots import _pyplot, plot_confusion_matrix, plot_training_curves, save_figure
+
+MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def percent(value) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def training_runs_table(results_dir: Path) -> str:
+    """Every recorded Trainer run (a results/ folder with metrics.json and run_args.json)."""
+    rows = []
+    for metrics_path in sorted(results_dir.glob("*/metrics.json")):
+        run_dir = metrics_path.parent
+        if not (run_dir / "run_args.json").exists():
+            continue
+        metrics, run_args = read_json(metrics_path), read_json(run_dir / "run_args.json")
+        model, training = run_args["model"], run_args["training"]
+        config = read_json(run_dir / "config.json")
+        patch = config.get("input_patch_size", 1)
+        rows.append(
+            [
+                f"`{run_dir.relative_to(results_dir.parent).as_posix()}`",
+                f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
+                f"{patch} x {patch} tokens",
+                f"{training['learning_rate']:g}",
+                f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
+                f"{metrics['train']['train_runtime'] / 60:.1f} min",
+                f"{metrics['train']['train_samples_per_second']:.0f}",
+                f"**{percent(metrics['validation']['accuracy'])}**",
+            ]
+        )
+    header = ["run", "model", "learning rate", "epochs", "training time", "images/s", "validation accuracy"]
+    return markdown_table(header, rows)
+
+
+def latents_table(path: Path) -> str:
+    result = read_json(path)
+    rows = [
+        [
+            run["num_latents"],
+            f"{run['parameters'] / 1e6:.2f}M",
+            f"{run['train_images_per_second']:.0f}",
+            f"{run['train_seconds'] / 60:.1f} min",
+            percent(run["validation_accuracy"]),
+        ]
+        for run in result["runs"]
+    ]
+    header = ["latents N", "parameters", "training images/s", "training time", "validation accuracy"]
+    return markdown_table(header, rows)
+
+
+PERMUTATION_ARMS = {
+    "perceiver": "Perceiver, pixels in natural order",
+    "perceiver-permuted": "Perceiver, pixels permuted, positions moved with them",
+    "perceiver-permuted-grid": "Perceiver, pixels permuted, positions left on the grid",
+    "convnet": "ConvNet, natural order",
+    "convnet-permuted": "ConvNet, pixels permuted",
+}
+
+
+def permutation_table(path: Path) -> str:
+    result = read_json(path)
+    rows = [
+        [
+            PERMUTATION_ARMS.get(arm, arm),
+            f"{run['parameters'] / 1e6:.2f}M",
+            f"{run['train_images_per_second']:.0f}",
+            " / ".join(f"{100 * h['validation_accuracy']:.1f}" for h in run["history"]),
+            f"**{percent(run['validation_accuracy'])}**",
+        ]
+        for arm, run in result["arms"].items()
+    ]
+    header = ["arm", "parameters", "training images/s", "accuracy after each epoch (%)", "validation accuracy"]
+    return markdown_table(header, rows)
+
+
+def complexity_table(path: Path) -> str:
+    result = read_json(path)
+    names = {"perceiver": "Perceiver", "transformer": "Transformer (SDPA)", "transformer-eager": "Transformer (eager)"}
+    rows = []
+    for row in result["by_input_size"]:
+        if "skipped" in row:
+            cells = [f"not run: {row['skipped'].split(' (')[0]}", ""]
+        else:
+            cells = [f"{1000 * row['step_seconds']:.1f} ms", f"{row['peak_memory_mib']:.0f} MiB"]
+        rows.append([names[row["model"]], f"{row['image_size']}²", row["pixels"], *cells])
+    exponents = result["fitted_exponents"]
+    table = markdown_table(["model", "input", "tokens", "training-step time", "peak memory"], rows)
+    fitted = [
+        ["Perceiver", f"{exponents['perceiver_time_vs_pixels']:.2f}", f"{exponents['perceiver_memory_vs_pixels']:.2f}"],
+        [
+            "Transformer (SDPA)",
+            f"{exponents['transformer_time_vs_pixels']:.2f}",
+            f"{exponents['transformer_memory_vs_pixels']:.2f}",
+        ],
+        [
+            "Transformer (eager)",
+            f"{exponents['transformer_eager_time_vs_pixels']:.2f}",
+            f"{exponents['transformer_eager_memory_vs_pixels']:.2f}",
+        ],
+    ]
+    table += "\n" + markdown_table(["model", "time exponent in pixels", "memory exponent in pixels"], fitted)
+    latent_rows = [
+        [row["num_latents"], f"{1000 * row['step_seconds']:.1f} ms", f"{row['peak_memory_mib']:.0f} MiB"]
+        for row in result["by_latents"]
+        if "skipped" not in row
+    ]
+    size = result["by_latents"][0]["image_size"] if result["by_latents"] else "?"
+    table += (
+        f"\nPerceiver against its latent count at a {size}² input (fitted time exponent "
+        f"{exponents['perceiver_time_vs_latents']:.2f}):\n\n"
+    )
+    return table + markdown_table(["latents N", "training-step time", "peak memory"], latent_rows)
+
+
+def benchmark_table(path: Path) -> str:
+    result = read_json(path)
+    medians, ratios, parameters = result["median_images_per_second"], result["speedup_vs"], result["parameters"]
+    rows = []
+    for name, values in medians.items():
+        ratio = ratios.get(name)
+        rows.append(
+            [
+                name,
+                f"{parameters[name] / 1e6:.2f}M",
+                f"{values['train']:.1f}",
+                f"{values['inference']:.1f}",
+                f"{ratio['train']:.2f}x / {ratio['inference']:.2f}x" if ratio else "",
+            ]
+        )
+    header = ["model", "parameters", "training images/s", "inference images/s", "perceiver_study's speed-up"]
+    return markdown_table(header, rows)
+
+
+def performance_steps_table(steps_dir: Path) -> str:
+    """One row per model timed in each measurement: what one change bought, against what it was measured."""
+    rows = []
+    for path in sorted(steps_dir.glob("*.json")):
+        result = read_json(path)
+        for name, values in result["median_images_per_second"].items():
+            code = f"{name} (at {result['commit'][:7]}{'+changes' if result['commit'].endswith('+changes') else ''})"
+            rows.append(
+                [
+                    f"`{path.name}`",
+                    f"{result['preset']}, batch {result['batch']}, {result['precision']}",
+                    code if name == "perceiver_study" else name,
+                    f"{values['train']:.1f}",
+                    f"{values['inference']:.1f}",
+                ]
+            )
+    header = ["measurement", "setting", "model", "training images/s", "inference images/s"]
+    return markdown_table(header, rows)
+
+
+def tables(results_dir: Path) -> dict[str, str]:
+    """Every generated table whose result file exists, by marker name."""
+    results_dir = Path(results_dir)
+    sources = {
+        "training-runs": (training_runs_table, results_dir),
+        "latents": (latents_table, results_dir / "study" / "latents.json"),
+        "permutation": (permutation_table, results_dir / "study" / "permutation.json"),
+        "complexity": (complexity_table, results_dir / "complexity.json"),
+        "benchmark-seed": (benchmark_table, results_dir / "benchmark-cpu-seed-bf16.json"),
+        "performance-steps": (performance_steps_table, results_dir / "performance-steps"),
+    }
+    return {name: build(source) for name, (build, source) in sources.items() if source.exists()}
+
+
+def update_document(text: str, generated: dict[str, str]) -> str:
+    """`text` with the body of every known marker replaced by its generated table."""
+
+    def replace(match):
+        name = match.group("name")
+        if name not in generated:
+            return match.group(0)
+        return match.group(1) + generated[name] + match.group(4)
+
+    return MARKER.sub(replace, text)
+
+
+def marker_names(text: str) -> list[str]:
+    return [match.group("name") for match in MARKER.finditer(text)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_latents(path: Path, output_path: Path) -> Path:
+    result = read_json(path)
+    runs = result["runs"]
+    plt = _pyplot()
+    figure, (accuracy_axis, speed_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    counts = [run["num_latents"] for run in runs]
+    accuracy_axis.semilogx(counts, [100 * run["validation_accuracy"] for run in runs], marker="o", base=2)
+    accuracy_axis.set(
+        title=f"Validation accuracy after {result['epochs']:g} epochs", xlabel="latents N", ylabel="accuracy (%)"
+    )
+    speed_axis.semilogx(counts, [run["train_images_per_second"] for run in runs], marker="o", base=2)
+    speed_axis.set(title="Training throughput", xlabel="latents N", ylabel="images/s")
+    for axis in (accuracy_axis, speed_axis):
+        axis.set_xticks(counts, [str(count) for count in counts])
+        axis.minorticks_off()
+        axis.grid(alpha=0.3)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_permutation(path: Path, output_path: Path) -> Path:
+    result = read_json(path)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for arm, run in result["arms"].items():
+        epochs = [h["epoch"] for h in run["history"]]
+        style = "--" if "permuted" in arm else "-"
+        axis.plot(
+            epochs,
+            [100 * h["validation_accuracy"] for h in run["history"]],
+            style,
+            marker="o",
+            label=PERMUTATION_ARMS[arm],
+        )
+    axis.set(title="Permuted pixels: validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
+    """Every figure drawn from recorded results: per-run curves and confusion matrices, the study's figures."""
+    from .plots import plot_complexity
+
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for state in sorted(results_dir.glob("*/trainer_state.json")):
+        drawn.append(plot_training_curves(state, state.parent / "training_curves.png"))
+    for evaluation in sorted(results_dir.glob("*/evaluation/evaluation.json")):
+        matrix = read_json(evaluation)["confusion_matrix"]
+        drawn.append(
+            plot_confusion_matrix(
+                matrix["rows_true_columns_predicted"], matrix["labels"], evaluation.parent / "confusion_matrix.png"
+            )
+        )
+    study = {
+        "complexity.png": (plot_complexity, results_dir / "complexity.json"),
+        "latents.png": (plot_latents, results_dir / "study" / "latents.json"),
+        "permutation.png": (plot_permutation, results_dir / "study" / "permutation.json"),
+    }
+    for name, (plot, source) in study.items():
+        if source.exists():
+            drawn.append(plot(source, figures_dir / name))
+    return drawn
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    replace_atomically(path, lambda temporary: Path(temporary).write_text(text))

@@ -1,0 +1,80 @@
+"""The docs' generated tables and figures come from the recorded result files."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from modeling_perceiver_study.report import marker_names, tables, update_document
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_docs_tables_match_the_recorded_results():
+    """Every number in a generated table of the docs is what results/ holds (run scripts/make_figures.py)."""
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_figures.py"), "--check"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_update_document_rewrites_only_between_markers():
+    text = "intro\n<!-- generated:latents -->\nold table\n<!-- /generated:latents -->\noutro\n"
+    updated = update_document(text, {"latents": "| new |\n"})
+    assert updated == "intro\n<!-- generated:latents -->\n| new |\n<!-- /generated:latents -->\noutro\n"
+    assert update_document(text, {}) == text
+    assert marker_names(text) == ["latents"]
+
+
+def test_tables_and_figures_rebuild_from_a_copy_of_results(tmp_path):
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.md").write_text("<!-- generated:training-runs -->\n<!-- /generated:training-runs -->\n")
+    (tmp_path / "README.md").write_text("no tables\n")
+    for png in (tmp_path / "results").rglob("*.png"):
+        png.unlink()
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_figures.py"), "--root", str(tmp_path)], check=True, cwd=ROOT
+    )
+    page = (tmp_path / "docs" / "page.md").read_text()
+    run = json.loads((ROOT / "results" / "cpu-small-patch2" / "metrics.json").read_text())
+    assert f"{100 * run['validation']['accuracy']:.1f} %" in page
+    assert (tmp_path / "results" / "cpu-small-patch2" / "training_curves.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "figures" / "complexity.png").exists()
+    assert set(tables(tmp_path / "results")) >= {"training-runs", "complexity"}
+
+
+def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_parquet, tmp_path):
+    output = tmp_path / "study" / "latents.json"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "ablate_latents.py"),
+        "--dataset_name",
+        str(synthetic_parquet),
+        "--recipe",
+        "configuration/recipes/tiny.json",
+        "--latents",
+        "4",
+        "8",
+        "--epochs",
+        "1",
+        "--work_dir",
+        str(tmp_path / "runs"),
+        "--output",
+        str(output),
+    ]
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True, env=offline_env())
+    result = json.loads(output.read_text())
+    assert [run["num_latents"] for run in result["runs"]] == [4, 8]
+    for run in result["runs"]:
+        config = json.loads((Path(run["run_files"]) / "config.json").read_text())
+        assert config["num_latents"] == run["num_latents"]  # the override reached the model
+        assert 0.0 <= run["validation_accuracy"] <= 1.0 and run["parameters"] > 0
+    assert "latents" in tables(tmp_path)
+
+
+def offline_env():
+    import os
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
