@@ -131,6 +131,7 @@ def train_and_evaluate(model, train, validation, order, loop: LoopConfig, mean, 
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=loop.bf16):
                 logits = logits_of(model, pixels)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=loop.label_smoothing)
+            last_loss = loss.detach()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -138,8 +139,8 @@ def train_and_evaluate(model, train, validation, order, loop: LoopConfig, mean, 
             step += 1
         train_seconds += time.perf_counter() - started
         accuracy = evaluate_accuracy(model, validation, order, mean, std, loop.bf16)
-        history.append({"epoch": step / steps_per_epoch, "validation_accuracy": accuracy, "loss": float(loss)})
-        log(f"epoch {step / steps_per_epoch:.2f}: loss {float(loss):.3f}, validation accuracy {accuracy:.4f}")
+        history.append({"epoch": step / steps_per_epoch, "validation_accuracy": accuracy, "loss": float(last_loss)})
+        log(f"epoch {step / steps_per_epoch:.2f}: loss {float(last_loss):.3f}, validation accuracy {accuracy:.4f}")
     return {
         "validation_accuracy": history[-1]["validation_accuracy"],
         "history": history,

@@ -81,6 +81,8 @@ PERMUTATION_ARMS = {
     "perceiver-permuted-grid": "Perceiver, pixels permuted, positions left on the grid",
     "convnet": "ConvNet, natural order",
     "convnet-permuted": "ConvNet, pixels permuted",
+    "perceiver-patches": "Perceiver, 2 x 2-pixel patch tokens, natural order",
+    "perceiver-patches-permuted": "Perceiver, 2 x 2-pixel patch tokens, pixels permuted",
 }
 
 
@@ -140,21 +142,24 @@ def complexity_table(path: Path) -> str:
 
 
 def benchmark_table(path: Path) -> str:
+    """Throughput of every model timed, and each one's ratio to each peer implementation (train / inference)."""
     result = read_json(path)
-    medians, ratios, parameters = result["median_images_per_second"], result["speedup_vs"], result["parameters"]
+    medians, parameters = result["median_images_per_second"], result["parameters"]
+    peers = [name for name in ("transformers", "perceiver_pytorch") if name in medians]
     rows = []
     for name, values in medians.items():
-        ratio = ratios.get(name)
+        ratios = [
+            f"{values['train'] / medians[peer]['train']:.2f}x / {values['inference'] / medians[peer]['inference']:.2f}x"
+            if name not in peers
+            else ""
+            for peer in peers
+        ]
+        label = name + (f" (commit {result['commit'][:7]})" if name == "perceiver_study" and "commit" in result else "")
         rows.append(
-            [
-                name,
-                f"{parameters[name] / 1e6:.2f}M",
-                f"{values['train']:.1f}",
-                f"{values['inference']:.1f}",
-                f"{ratio['train']:.2f}x / {ratio['inference']:.2f}x" if ratio else "",
-            ]
+            [label, f"{parameters[name] / 1e6:.2f}M", f"{values['train']:.1f}", f"{values['inference']:.1f}", *ratios]
         )
-    header = ["model", "parameters", "training images/s", "inference images/s", "perceiver_study's speed-up"]
+    header = ["model", "parameters", "training images/s", "inference images/s"]
+    header += [f"speed-up vs {peer} (train / inference)" for peer in peers]
     return markdown_table(header, rows)
 
 

@@ -12,6 +12,8 @@ Arms, all trained by the same loop with the same split, augmentation, optimizer,
                                  unique, fixed code, but neighbours no longer have similar codes
   convnet                        a small ConvNet, natural order
   convnet-permuted               the same ConvNet on permuted pixels
+  perceiver-patches              the preset's own tokens (2 x 2-pixel patches for cpu-small), natural order
+  perceiver-patches-permuted     the same on permuted pixels: each patch token now holds 4 scattered pixels
 Each arm's result is written to --work_dir as it finishes; a rerun skips finished arms.
 """
 
@@ -40,16 +42,24 @@ from modeling_perceiver_study.permutation import (  # noqa: E402
 from modeling_perceiver_study.presets import load_preset  # noqa: E402
 from modeling_perceiver_study.training import DataArguments, prepare_data  # noqa: E402
 
-ARMS = ("perceiver", "perceiver-permuted", "perceiver-permuted-grid", "convnet", "convnet-permuted")
+ARMS = (
+    "perceiver",
+    "perceiver-permuted",
+    "perceiver-permuted-grid",
+    "convnet",
+    "convnet-permuted",
+    "perceiver-patches",
+    "perceiver-patches-permuted",
+)
 
 
 def build_arm(arm: str, preset: str, order: torch.Tensor):
     torch.manual_seed(0)
     if arm.startswith("convnet"):
         return SmallConvNet(num_labels=10)
-    config = load_preset(preset, num_labels=10, input_patch_size=1)
-    config._attn_implementation = "eager"
-    model = PerceiverStudyForImageClassification(config)
+    patch_size = {} if arm.startswith("perceiver-patches") else {"input_patch_size": 1}
+    model = PerceiverStudyForImageClassification(load_preset(preset, num_labels=10, **patch_size))
+    model.config._attn_implementation = "eager"  # as the recipes train (set after construction, which resets it)
     if arm == "perceiver-permuted":
         model.perceiver.position_encoding = PermutedFourierPositionEncoding(model.perceiver.position_encoding, order)
     return model

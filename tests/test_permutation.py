@@ -85,6 +85,8 @@ def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_
         "perceiver-permuted-grid",
         "convnet",
         "convnet-permuted",
+        "perceiver-patches",
+        "perceiver-patches-permuted",
     }
     for arm in result["arms"].values():
         assert 0.0 <= arm["validation_accuracy"] <= 1.0 and arm["history"]
