@@ -46,3 +46,18 @@ def test_cpu_small_recipe_learns_cifar10(tmp_path):
     assert metrics["label_names"][:3] == ["airplane", "automobile", "bird"]
     assert metrics["train"]["num_samples"] == 6000 and metrics["validation"]["num_samples"] == 1000
     assert metrics["validation"]["accuracy"] > 0.15  # chance is 0.10
+    # The recipe trains a torch.compile'd model; the saved folder must hold the plain model's weights.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modeling_perceiver_study; from transformers import AutoModelForImageClassification; "
+            "AutoModelForImageClassification.from_pretrained(sys.argv[1]); print('loaded')",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=REPO_ROOT,
+    )
+    assert loaded.stdout.strip() == "loaded", loaded.stderr[-3000:]
