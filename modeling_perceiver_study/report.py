@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from .files import replace_atomically
-from .plots import _pyplot, plot_confusion_matrix, plot_training_curves, save_figure
+from .plots import _pyplot, plot_complexity, plot_confusion_matrix, plot_training_curves, save_figure
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
 
@@ -264,8 +264,6 @@ def plot_permutation(path: Path, output_path: Path) -> Path:
 
 def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     """Every figure drawn from recorded results: per-run curves and confusion matrices, the study's figures."""
-    from .plots import plot_complexity
-
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     drawn = []

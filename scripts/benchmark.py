@@ -26,6 +26,13 @@ import torch
 from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.presets import load_preset
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(*args: str) -> str:
+    """Output of a git command in this repository; CalledProcessError (with git's message) when it fails."""
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
 
 def build_ours(config, attn_implementation, compiled=False):
     model = PerceiverStudyForImageClassification(config)
@@ -37,19 +44,11 @@ def build_ours(config, attn_implementation, compiled=False):
 def build_ours_at_revision(config, attn_implementation, revision):
     """This model as the Hub files were at git `revision`: measures what a change bought, in the same process run.
     The files are imported as a package of their own, so both versions live side by side."""
-    root = Path(__file__).resolve().parent.parent
     package = Path(tempfile.mkdtemp(prefix="perceiver-study-rev-")) / f"perceiver_study_at_{revision[:12]}"
     package.mkdir()
     (package / "__init__.py").write_text("")
     for name in ("configuration_perceiver_study.py", "modeling_perceiver_study.py"):
-        source = subprocess.run(
-            ["git", "show", f"{revision}:modeling_perceiver_study/{name}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (package / name).write_text(source)
+        (package / name).write_text(git("show", f"{revision}:modeling_perceiver_study/{name}"))
     sys.path.insert(0, str(package.parent))
     modeling = importlib.import_module(f"{package.name}.modeling_perceiver_study")
     configuration = importlib.import_module(f"{package.name}.configuration_perceiver_study")
@@ -119,23 +118,17 @@ def build_lucidrains_peer(config):
 
 def resolve_revision(revision: str) -> str:
     """A git revision (HEAD~1, a branch, a short hash) as its full commit hash, so results name what was timed."""
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.run(
-        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    return git("rev-parse", "--verify", f"{revision}^{{commit}}").strip()
 
 
 def git_commit() -> str:
     """The checked-out commit, marked `+changes` when the working tree differs from it."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        )
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    return commit + ("+changes" if dirty else "")
 
 
 def time_model(forward, model, pixels, labels, steps, train, precision, device, warmup_steps=1):
