@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_FILES = ("metrics.json", "run_args.json", "trainer_state.json", "config.json")  # kept; the weights are not
 
 
+class RunFailed(Exception):
+    pass
+
+
 def parameter_count(model_dir: Path) -> int:
     with safe_open(model_dir / "model.safetensors", framework="pt") as weights:
         return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
@@ -62,7 +66,12 @@ def run_once(num_latents: int, args, run_dir: Path) -> dict:
     ]
     if not metrics_path.exists():
         print(f"[latents={num_latents}] {' '.join(command)}", flush=True)
-        subprocess.run(command, check=True)
+        completed = subprocess.run(command)
+        if completed.returncode != 0:
+            raise RunFailed(
+                f"training with num_latents={num_latents} failed (exit code {completed.returncode}, its output is "
+                f"above); finished counts are kept in {run_dir.parent}, so a rerun continues from there"
+            )
     metrics = json.loads(metrics_path.read_text())
     kept = Path(args.output).with_suffix("") / run_dir.name  # the run's small files, beside the ablation's JSON
     kept.mkdir(parents=True, exist_ok=True)
@@ -90,7 +99,11 @@ def main(argv=None) -> int:
     parser.add_argument("extra", nargs="*", help="More train.py flags, after `--`.")
     args = parser.parse_args(argv)
 
-    rows = [run_once(n, args, Path(args.work_dir) / f"latents-{n}") for n in args.latents]
+    try:
+        rows = [run_once(n, args, Path(args.work_dir) / f"latents-{n}") for n in args.latents]
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     result = {
         "command": "python scripts/ablate_latents.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

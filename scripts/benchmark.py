@@ -198,7 +198,10 @@ def main(argv=None) -> int:
     if args.compile:
         models["perceiver_study[compiled]"] = build_ours(config, attn_implementations[0], compiled=True)
     if args.against_revision:
-        revision = resolve_revision(args.against_revision)
+        try:
+            revision = resolve_revision(args.against_revision)
+        except subprocess.CalledProcessError as error:
+            parser.error(f"--against_revision {args.against_revision!r} is not a commit here: {error.stderr.strip()}")
         models[f"perceiver_study@{revision[:7]}"] = build_ours_at_revision(config, attn_implementations[0], revision)
     if not args.no_peers:
         models["transformers"] = build_transformers_peer(config)

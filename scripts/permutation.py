@@ -78,9 +78,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     loop = LoopConfig(epochs=args.epochs)
-    data = prepare_data(
-        DataArguments(dataset_name=args.dataset_name, max_train_samples=args.max_train_samples), 32, 3, loop.seed
-    )
+    try:
+        data = prepare_data(
+            DataArguments(dataset_name=args.dataset_name, max_train_samples=args.max_train_samples), 32, 3, loop.seed
+        )
+    except (ValueError, FileNotFoundError) as error:  # DataError is a ValueError; each names the problem
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     train, validation = data.train, data.validation  # TensorImageDataset: .images uint8, .labels
     order = pixel_permutation(32, 32, args.permutation_seed)
     work_dir = Path(args.work_dir)

@@ -53,3 +53,9 @@ def test_benchmark_times_an_earlier_revision_and_other_kernels_side_by_side(tmp_
     }
     assert results["commit"].startswith(head)
 
+
+def test_unknown_revision_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", str(small_preset(tmp_path)), "--no_peers", "--against_revision", "no-such-revision"])
+    assert exit_info.value.code == 2
+    assert "--against_revision 'no-such-revision' is not a commit" in capsys.readouterr().err

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,6 @@ def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_
         str(tmp_path / "permutation.json"),
     ]
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
-    import json
-
     result = json.loads((tmp_path / "permutation.json").read_text())
     assert set(result["arms"]) == {
         "perceiver",
@@ -94,3 +93,14 @@ def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_
     finished = (tmp_path / "arms" / "convnet.json").read_text()
     rerun = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
     assert "[convnet]" not in rerun.stdout and (tmp_path / "arms" / "convnet.json").read_text() == finished
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "permutation.py"), "--dataset_name", str(tmp_path / "absent")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 2
+    assert f"dataset path '{tmp_path / 'absent'}' does not exist" in completed.stderr

@@ -1,6 +1,7 @@
 """The docs' generated tables and figures come from the recorded result files."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from modeling_perceiver_study.report import marker_names, tables, update_document
 
 ROOT = Path(__file__).resolve().parent.parent
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def test_docs_tables_match_the_recorded_results():
@@ -64,7 +66,7 @@ def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_pa
         "--output",
         str(output),
     ]
-    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True, env=offline_env())
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True, env=OFFLINE)
     result = json.loads(output.read_text())
     assert [run["num_latents"] for run in result["runs"]] == [4, 8]
     for run in result["runs"]:
@@ -74,7 +76,20 @@ def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_pa
     assert "latents" in tables(tmp_path)
 
 
-def offline_env():
-    import os
-
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def test_a_failed_ablation_run_is_named_and_stops_the_ablation(tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "ablate_latents.py"),
+        "--dataset_name",
+        str(tmp_path / "absent"),
+        "--latents",
+        "4",
+        "--work_dir",
+        str(tmp_path / "runs"),
+        "--output",
+        str(tmp_path / "latents.json"),
+    ]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=OFFLINE)
+    assert completed.returncode == 2
+    assert "training with num_latents=4 failed" in completed.stderr
+    assert not (tmp_path / "latents.json").exists()
