@@ -6,6 +6,7 @@ Tables live in the Markdown documents between `<!-- generated:NAME -->` and `<!-
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 from .files import replace_atomically
@@ -32,8 +33,10 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 # Tables
 
 
-def training_runs_table(results_dir: Path) -> str:
-    """Every recorded Trainer run (a results/ folder with metrics.json and run_args.json)."""
+def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
+    """Every recorded Trainer run (a folder of `results_dir` with metrics.json and run_args.json), named by its path
+    from `root` (the repository, by default `results_dir`'s parent)."""
+    root = results_dir.parent if root is None else root
     rows = []
     for metrics_path in sorted(results_dir.glob("*/metrics.json")):
         run_dir = metrics_path.parent
@@ -45,7 +48,7 @@ def training_runs_table(results_dir: Path) -> str:
         patch = config.get("input_patch_size", 1)
         rows.append(
             [
-                f"`{run_dir.relative_to(results_dir.parent).as_posix()}`",
+                f"`{run_dir.relative_to(root).as_posix()}`",
                 f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
                 f"{patch} x {patch} tokens",
                 f"{training['learning_rate']:g}",
@@ -188,10 +191,12 @@ def tables(results_dir: Path) -> dict[str, str]:
     results_dir = Path(results_dir)
     sources = {
         "training-runs": (training_runs_table, results_dir),
+        "gpu-training-runs": (partial(training_runs_table, root=results_dir.parent), results_dir / "gpu"),
         "latents": (latents_table, results_dir / "study" / "latents.json"),
         "permutation": (permutation_table, results_dir / "study" / "permutation.json"),
         "complexity": (complexity_table, results_dir / "complexity.json"),
         "benchmark-seed": (benchmark_table, results_dir / "benchmark-cpu-seed-bf16.json"),
+        "benchmark-seed-gpu": (benchmark_table, results_dir / "benchmark-gpu-h100-seed-bf16.json"),
         "performance-steps": (performance_steps_table, results_dir / "performance-steps"),
     }
     return {name: build(source) for name, (build, source) in sources.items() if source.exists()}
@@ -267,9 +272,12 @@ def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
-    for state in sorted(results_dir.glob("*/trainer_state.json")):
+    run_dirs = ("*", "gpu/*")  # CPU runs, and GPU runs recorded from a lent device
+    for state in sorted(path for runs in run_dirs for path in results_dir.glob(f"{runs}/trainer_state.json")):
         drawn.append(plot_training_curves(state, state.parent / "training_curves.png"))
-    for evaluation in sorted(results_dir.glob("*/evaluation/evaluation.json")):
+    for evaluation in sorted(
+        path for runs in run_dirs for path in results_dir.glob(f"{runs}/evaluation/evaluation.json")
+    ):
         matrix = read_json(evaluation)["confusion_matrix"]
         drawn.append(
             plot_confusion_matrix(

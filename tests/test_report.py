@@ -32,7 +32,10 @@ def test_update_document_rewrites_only_between_markers():
 def test_tables_and_figures_rebuild_from_a_copy_of_results(tmp_path):
     shutil.copytree(ROOT / "results", tmp_path / "results")
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "page.md").write_text("<!-- generated:training-runs -->\n<!-- /generated:training-runs -->\n")
+    (tmp_path / "docs" / "page.md").write_text(
+        "<!-- generated:training-runs -->\n<!-- /generated:training-runs -->\n"
+        "GPU\n<!-- generated:gpu-training-runs -->\n<!-- /generated:gpu-training-runs -->\n"
+    )
     (tmp_path / "README.md").write_text("no tables\n")
     for png in (tmp_path / "results").rglob("*.png"):
         png.unlink()
@@ -44,7 +47,10 @@ def test_tables_and_figures_rebuild_from_a_copy_of_results(tmp_path):
     assert f"{100 * run['validation']['accuracy']:.1f} %" in page
     assert (tmp_path / "results" / "cpu-small-patch2" / "training_curves.png").stat().st_size > 0
     assert (tmp_path / "docs" / "figures" / "complexity.png").exists()
-    assert set(tables(tmp_path / "results")) >= {"training-runs", "complexity"}
+    assert set(tables(tmp_path / "results")) >= {"training-runs", "gpu-training-runs", "complexity"}
+    cpu_table, gpu_table = page.split("GPU\n")
+    assert "`results/gpu/seed-h100`" in gpu_table and "results/gpu/" not in cpu_table  # GPU runs in their own table
+    assert (tmp_path / "results" / "gpu" / "seed-h100" / "training_curves.png").stat().st_size > 0
 
 
 def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_parquet, tmp_path):
