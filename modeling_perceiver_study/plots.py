@@ -121,29 +121,41 @@ def plot_prediction_grid(
         plt.close(figure)
 
 
-def plot_attention_maps(images_uint8, attention, grid_size, output_path, latents_to_show=6) -> Path:
-    """For each image: the image, the cross-attention averaged over latents and heads, and the maps of the latents
-    that attend most sharply (lowest entropy), each drawn over the image.
+def sharpest_attention_maps(attention, count):
+    """The `count` lowest-entropy maps of one image's cross-attention `attention` (heads, latents, tokens), as
+    (title, weights) pairs. With several heads each (latent, head) pair is its own map: every head is a separately
+    weighted average of the tokens, so averaging the heads would blur what a latent reads."""
+    import torch
+
+    num_heads, num_latents = attention.shape[0], attention.shape[1]
+    maps = attention.float().flatten(0, 1)  # (heads * latents, tokens), index = head * latents + latent
+    entropy = -(maps * maps.clamp_min(1e-12).log()).sum(-1)
+    chosen = []
+    for index in torch.argsort(entropy)[:count].tolist():
+        head, latent = divmod(index, num_latents)
+        title = f"latent {latent}" if num_heads == 1 else f"latent {latent}, head {head}"
+        chosen.append((title, maps[index]))
+    return chosen
+
+
+def plot_attention_maps(images_uint8, attention, grid_size, output_path, maps_to_show=6) -> Path:
+    """For each image: the image, the cross-attention averaged over latents and heads, and its sharpest single
+    maps (`sharpest_attention_maps`), each drawn over the image.
 
     `attention`: (images, heads, latents, tokens) cross-attention weights of the first cross-attend.
     """
-    import torch
-
     plt = _pyplot()
     height, width = grid_size
-    per_latent = attention.float().mean(dim=1)  # (images, latents, tokens)
-    entropy = -(per_latent * per_latent.clamp_min(1e-12).log()).sum(-1)  # (images, latents)
-    columns = 2 + latents_to_show
+    columns = 2 + maps_to_show
     figure, axes = plt.subplots(
         len(images_uint8), columns, figsize=(1.7 * columns, 1.8 * len(images_uint8)), squeeze=False
     )
     for row, image in enumerate(images_uint8):
         picture = image.permute(1, 2, 0).numpy()
         extent = (0, picture.shape[1], picture.shape[0], 0)
-        sharpest = torch.argsort(entropy[row])[:latents_to_show].tolist()
-        maps = [("image", None), ("all latents", per_latent[row].mean(0))]
-        maps += [(f"latent {index}", per_latent[row, index]) for index in sharpest]
-        for column, (title, weights) in enumerate(maps):
+        maps = [("image", None), ("all latents", attention[row].float().mean(dim=(0, 1)))]
+        maps += sharpest_attention_maps(attention[row], maps_to_show)
+        for column, (name, weights) in enumerate(maps):
             axis = axes[row, column]
             axis.imshow(picture, interpolation="nearest")
             if weights is not None:
@@ -154,7 +166,7 @@ def plot_attention_maps(images_uint8, attention, grid_size, output_path, latents
                     extent=extent,
                     interpolation="nearest",
                 )
-            axis.set_title(title, fontsize=7)
+            axis.set_title(name, fontsize=7)
             axis.axis("off")
     try:
         return save_figure(figure, output_path)

@@ -46,11 +46,12 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         model, training = run_args["model"], run_args["training"]
         config = read_json(run_dir / "config.json")
         patch = config.get("input_patch_size", 1)
+        cross_heads = config.get("num_cross_attention_heads", 1)
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",
                 f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
-                f"{patch} x {patch} tokens",
+                f"{patch} x {patch} tokens, {cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}",
                 f"{training['learning_rate']:g}",
                 f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modeling_perceiver_study.evaluation import confusion_matrix
+from modeling_perceiver_study.plots import sharpest_attention_maps
 from scripts.evaluate import main as evaluate_main
 from tests.helpers import train_tiny
 
@@ -68,3 +69,14 @@ def test_bf16_evaluation_records_its_precision(trained, synthetic_parquet, tmp_p
     )
     results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert results["precision"] == "bf16 autocast" and results["num_samples"] == 24
+
+
+def test_attention_maps_show_single_latent_head_pairs_sharpest_first():
+    attention = torch.full((3, 4, 4), 0.25)  # (heads, latents, tokens), uniform: maximal entropy
+    attention[1, 3] = torch.tensor([0.0, 0.0, 1.0, 0.0])  # latent 3, head 1 reads one token
+    attention[2, 0] = torch.tensor([0.5, 0.5, 0.0, 0.0])  # latent 0, head 2 reads two
+    (first_title, first_map), (second_title, _) = sharpest_attention_maps(attention, 2)
+    assert (first_title, second_title) == ("latent 3, head 1", "latent 0, head 2")
+    assert first_map.tolist() == [0.0, 0.0, 1.0, 0.0]
+    single_head = sharpest_attention_maps(attention[1:2], 1)
+    assert single_head[0][0] == "latent 3"  # one head: no head in the title
