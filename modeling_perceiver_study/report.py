@@ -268,17 +268,22 @@ def plot_permutation(path: Path, output_path: Path) -> Path:
         plt.close(figure)
 
 
+RUN_FOLDERS = ("*", "gpu/*")  # CPU runs, and GPU runs recorded from a lent device
+
+
+def run_files(results_dir: Path, name: str) -> list[Path]:
+    """The file `name` (a path inside a run folder) of every recorded run that has it, CPU and GPU."""
+    return sorted(path for folders in RUN_FOLDERS for path in results_dir.glob(f"{folders}/{name}"))
+
+
 def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     """Every figure drawn from recorded results: per-run curves and confusion matrices, the study's figures."""
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
-    run_dirs = ("*", "gpu/*")  # CPU runs, and GPU runs recorded from a lent device
-    for state in sorted(path for runs in run_dirs for path in results_dir.glob(f"{runs}/trainer_state.json")):
+    for state in run_files(results_dir, "trainer_state.json"):
         drawn.append(plot_training_curves(state, state.parent / "training_curves.png"))
-    for evaluation in sorted(
-        path for runs in run_dirs for path in results_dir.glob(f"{runs}/evaluation/evaluation.json")
-    ):
+    for evaluation in run_files(results_dir, "evaluation/evaluation.json"):
         matrix = read_json(evaluation)["confusion_matrix"]
         drawn.append(
             plot_confusion_matrix(
