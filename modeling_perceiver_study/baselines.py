@@ -14,6 +14,8 @@ class PixelTransformer(nn.Module):
 
     def __init__(self, config: PerceiverStudyConfig):
         super().__init__()
+        if config.input_stem != "patches":
+            raise ValueError(f"PixelTransformer reads raw pixel tokens; input_stem {config.input_stem!r} is not built")
         self.position_encoding = FourierPositionEncoding(
             config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
         )

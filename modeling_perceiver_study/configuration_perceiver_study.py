@@ -6,6 +6,7 @@ This file travels to the Hub with the weights: it imports transformers only and 
 from transformers import PreTrainedConfig
 
 POOLING_MODES = ("mean", "max")
+INPUT_STEMS = ("patches", "conv")
 HIDDEN_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
 # The Auto classes a saved model folder answers to (see `PerceiverStudyConfig.auto_map`).
@@ -34,6 +35,13 @@ class PerceiverStudyConfig(PreTrainedConfig):
             Side of the square pixel patches that become input tokens. 1 (the paper's ImageNet setting) makes every
             pixel a token; p > 1 makes every p x p patch one token of `p * p * num_channels` values (space-to-depth,
             as in Perceiver IO), p^2 times fewer tokens. Image sides must be multiples of p.
+        input_stem (`str`, defaults to `"patches"`):
+            What a token's features are. `patches`: the raw values of its p x p pixels (the paper: no convolution).
+            `conv`: the output of a small convolutional stem at the token's place, as in Perceiver IO's
+            convolutional preprocessing: log2(p) 3 x 3 convolutions of stride 2 (one of stride 1 when p is 1), each
+            followed by BatchNorm and ReLU, then `conv_stem_channels` features per token. Needs p a power of two.
+        conv_stem_channels (`int`, defaults to 64):
+            Channels of every convolution of the `conv` stem, so features per token before the position features.
         num_latents (`int`, defaults to 128):
             Number of latent vectors (N in the paper): the size of the bottleneck.
         latent_dim (`int`, defaults to 256):
@@ -96,6 +104,8 @@ class PerceiverStudyConfig(PreTrainedConfig):
     image_size: int = 32
     num_channels: int = 3
     input_patch_size: int = 1
+    input_stem: str = "patches"
+    conv_stem_channels: int = 64
     num_latents: int = 128
     latent_dim: int = 256
     num_blocks: int = 1
@@ -132,8 +142,16 @@ class PerceiverStudyConfig(PreTrainedConfig):
     # Derived sizes (never stored, so they cannot disagree with the fields they come from).
     @property
     def input_dim(self) -> int:
-        """Features per input token: its pixel values, its (y, x) position, and sin/cos of each band per axis."""
-        return self.num_channels * self.input_patch_size**2 + 2 + 4 * self.num_fourier_bands
+        """Features per input token: its pixel values (or conv stem features), its (y, x) position, and sin/cos of each
+        band per axis."""
+        return self.token_feature_dim + 2 + 4 * self.num_fourier_bands
+
+    @property
+    def token_feature_dim(self) -> int:
+        """Features per input token before its position features."""
+        if self.input_stem == "conv":
+            return self.conv_stem_channels
+        return self.num_channels * self.input_patch_size**2
 
     @property
     def resolved_fourier_max_resolution(self) -> int:
@@ -160,6 +178,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
         for name in (
             "image_size",
             "num_channels",
+            "input_patch_size",
             "num_latents",
             "latent_dim",
             "num_blocks",
@@ -170,6 +189,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
             "cross_attention_widening_factor",
             "self_attention_widening_factor",
             "num_fourier_bands",
+            "conv_stem_channels",
         ):
             _require_int(self, name, minimum=1)
         for name in (
@@ -194,6 +214,11 @@ class PerceiverStudyConfig(PreTrainedConfig):
             )
         if self.image_size % self.input_patch_size != 0:
             raise ValueError(f"input_patch_size ({self.input_patch_size}) must divide image_size ({self.image_size})")
+        if self.input_stem not in INPUT_STEMS:
+            raise ValueError(f"input_stem must be one of {INPUT_STEMS}, got {self.input_stem!r}")
+        patch = self.input_patch_size
+        if self.input_stem == "conv" and patch & (patch - 1):
+            raise ValueError(f"input_stem 'conv' needs input_patch_size a power of two (1, 2, 4, ...), got {patch}")
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.hidden_act not in HIDDEN_ACTIVATIONS:

@@ -107,15 +107,42 @@ class FourierPositionEncoding(nn.Module):
     def split_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two parts of every token: (B, M, p * p * C) pixel values, M = H/p * W/p, and (M, P) position features,
         the same for every image. `forward` concatenates them; the model never has to (see `layer_norm_linear`)."""
+        return patches_to_tokens(pixel_values, self.patch_size), self.token_positions(pixel_values)
+
+    def token_positions(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(M, Fs) position features of the H/p x W/p token grid of `pixel_values`, in row-major order."""
         _, _, height, width = pixel_values.shape
         p = self.patch_size
-        pixels = patches_to_tokens(pixel_values, p)
-        positions = self.features(height // p, width // p, pixel_values.device, pixel_values.dtype)
-        return pixels, positions
+        return self.features(height // p, width // p, pixel_values.device, pixel_values.dtype)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         pixels, positions = self.split_tokens(pixel_values)
         return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
+
+
+class PerceiverStudyConvStem(nn.Module):
+    """Perceiver IO's convolutional preprocessing, sized for small images: (B, C, H, W) -> (B, H/p * W/p, channels).
+
+    log2(p) 3 x 3 convolutions of stride 2 (one of stride 1 when p is 1), each followed by BatchNorm and ReLU, so each
+    output position becomes the token of one p x p patch, with local non-linear features instead of raw pixel values.
+    """
+
+    def __init__(self, in_channels: int, channels: int, patch_size: int):
+        super().__init__()
+        num_downsamples = patch_size.bit_length() - 1  # log2(p)
+        layers = []
+        for index in range(max(num_downsamples, 1)):
+            stride = 2 if index < num_downsamples else 1
+            layers += [
+                nn.Conv2d(in_channels if index == 0 else channels, channels, 3, stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+            ]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.layers(pixel_values)  # (B, channels, H/p, W/p)
+        return features.flatten(2).transpose(1, 2)  # (B, M, channels), tokens in row-major order like the patches
 
 
 def layer_norm_linear(pixels, positions, norm: nn.LayerNorm, weight, bias=None):
@@ -461,7 +488,9 @@ class PerceiverStudyPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, nn.Conv2d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, PerceiverStudyModel):
@@ -476,6 +505,11 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
         config.validate_fields()
         self.position_encoding = FourierPositionEncoding(
             config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
+        )
+        self.conv_stem = (
+            PerceiverStudyConvStem(config.num_channels, config.conv_stem_channels, config.input_patch_size)
+            if config.input_stem == "conv"
+            else None
         )
         self.latents = nn.Parameter(torch.empty(config.num_latents, config.latent_dim))
         self.encoder = PerceiverStudyEncoder(config)
@@ -535,7 +569,10 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
         self.check_pixel_values(pixel_values)
         pixel_values = pixel_values.to(self.latents.dtype)
 
-        pixels, positions = self.position_encoding.split_tokens(pixel_values)  # (B, M, Fp), (M, Fs)
+        if self.conv_stem is None:
+            pixels, positions = self.position_encoding.split_tokens(pixel_values)  # (B, M, Fp), (M, Fs)
+        else:  # the stem's features stand in for the raw patch values
+            pixels, positions = self.conv_stem(pixel_values), self.position_encoding.token_positions(pixel_values)
         latents = self.latents.expand(pixel_values.shape[0], -1, -1)  # (B, N, D)
         latents, hidden_states, attentions, cross_attentions = self.encoder(
             latents,

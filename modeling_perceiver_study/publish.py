@@ -65,6 +65,12 @@ def percent(value) -> str:
     return f"{100 * value:.2f} %"
 
 
+def token_features(config: dict) -> str:
+    if config.get("input_stem") == "conv":
+        return f"convolutional stem (Perceiver IO style), {config['conv_stem_channels']} channels"
+    return "the raw pixel values (no convolution)"
+
+
 def architecture_table(config: dict) -> str:
     rows = [
         (
@@ -72,6 +78,7 @@ def architecture_table(config: dict) -> str:
             f"{config['image_size']} x {config['image_size']} x {config['num_channels']} pixels, "
             f"{config.get('input_patch_size', 1)} x {config.get('input_patch_size', 1)} pixels per token",
         ),
+        ("Token features", token_features(config)),
         ("Position features", f"Fourier, {config['num_fourier_bands']} bands per axis"),
         ("Latents", f"{config['num_latents']} x {config['latent_dim']}"),
         ("Blocks", f"{config['num_blocks']} ({config['num_cross_attends']} with a cross-attend)"),

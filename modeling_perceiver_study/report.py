@@ -47,11 +47,13 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         config = read_json(run_dir / "config.json")
         patch = config.get("input_patch_size", 1)
         cross_heads = config.get("num_cross_attention_heads", 1)
+        stem = f"conv stem ({config['conv_stem_channels']} channels) " if config.get("input_stem") == "conv" else ""
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",
                 f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
-                f"{patch} x {patch} tokens, {cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}",
+                f"{patch} x {patch} {stem}tokens, "
+                f"{cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}",
                 f"{training['learning_rate']:g}",
                 f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",
@@ -190,9 +192,11 @@ def performance_steps_table(steps_dir: Path) -> str:
 def tables(results_dir: Path) -> dict[str, str]:
     """Every generated table whose result file exists, by marker name."""
     results_dir = Path(results_dir)
+    runs_in = partial(training_runs_table, root=results_dir.parent)  # run folders one level below results/
     sources = {
         "training-runs": (training_runs_table, results_dir),
-        "gpu-training-runs": (partial(training_runs_table, root=results_dir.parent), results_dir / "gpu"),
+        "gpu-training-runs": (runs_in, results_dir / "gpu"),
+        "seed-recipe-cpu-runs": (runs_in, results_dir / "seed-recipe-cpu"),
         "latents": (latents_table, results_dir / "study" / "latents.json"),
         "permutation": (permutation_table, results_dir / "study" / "permutation.json"),
         "complexity": (complexity_table, results_dir / "complexity.json"),

@@ -64,8 +64,13 @@ def build_transformers_peer(config):
     mean pooling + linear (a small share of the cost)."""
     from transformers import PerceiverConfig, PerceiverForImageClassificationFourier
 
-    if config.num_fourier_bands != 64 or config.input_patch_size != 1 or config.num_cross_attends != 1:
-        raise ValueError("the transformers peer needs 64 Fourier bands, pixel tokens and one cross-attend")
+    if (
+        config.num_fourier_bands != 64
+        or config.input_patch_size != 1
+        or config.input_stem != "patches"
+        or config.num_cross_attends != 1
+    ):
+        raise ValueError("the transformers peer needs 64 Fourier bands, raw pixel tokens and one cross-attend")
     peer_config = PerceiverConfig(
         num_latents=config.num_latents,
         d_latents=config.latent_dim,

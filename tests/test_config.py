@@ -4,6 +4,8 @@ import pytest
 
 from modeling_perceiver_study import PerceiverStudyConfig
 from modeling_perceiver_study.presets import available_presets, load_preset, preset_fields
+from modeling_perceiver_study.training import parse_arguments
+from tests.helpers import REPO_ROOT
 
 
 def test_defaults_are_valid_and_derived_sizes_follow_fields():
@@ -15,6 +17,13 @@ def test_defaults_are_valid_and_derived_sizes_follow_fields():
     assert PerceiverStudyConfig(cross_attention_qk_dim=64).resolved_cross_attention_v_dim == 64
     patched = PerceiverStudyConfig(input_patch_size=4, num_fourier_bands=8)
     assert patched.input_dim == 3 * 16 + 2 + 4 * 8 and patched.resolved_fourier_max_resolution == 8
+    stem = PerceiverStudyConfig(input_patch_size=4, input_stem="conv", conv_stem_channels=24, num_fourier_bands=8)
+    assert stem.input_dim == 24 + 2 + 4 * 8
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    with pytest.raises(ValueError, match="input_stem 'conv' needs input_patch_size a power of two"):
+        PerceiverStudyConfig(image_size=24, input_patch_size=6, input_stem="conv")
 
 
 @pytest.mark.parametrize(
@@ -34,6 +43,9 @@ def test_defaults_are_valid_and_derived_sizes_follow_fields():
         ("num_self_attention_heads", 3, "self_attention_qk_dim (resolved to 256) must be divisible by"),
         ("cross_attention_v_dim", 0, "cross_attention_v_dim must be an integer >= 1"),
         ("input_patch_size", 5, "input_patch_size (5) must divide image_size (32)"),
+        ("input_patch_size", 0, "input_patch_size must be an integer >= 1"),
+        ("input_stem", "resnet", "input_stem must be one of ('patches', 'conv')"),
+        ("conv_stem_channels", 0, "conv_stem_channels must be an integer >= 1"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):
@@ -72,3 +84,13 @@ def test_presets_exist_and_seed_matches_the_original_study():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'huge'.*tiny"):
         preset_fields("huge")
+
+
+RECIPES = sorted((REPO_ROOT / "configuration" / "recipes").glob("*.json"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_parses_and_names_a_preset_that_builds(recipe):
+    model_args, data_args, training_args = parse_arguments([str(recipe), "--use_cpu", "true"])
+    config = load_preset(model_args.preset)
+    assert data_args.dataset_name and training_args.num_train_epochs > 0 and config.num_latents >= 1

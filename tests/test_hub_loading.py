@@ -8,8 +8,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification
 
-from modeling_perceiver_study import PerceiverStudyForImageClassification, PerceiverStudyModel
-from modeling_perceiver_study.export import CODE_FILES
+from modeling_perceiver_study import (
+    PerceiverStudyForImageClassification,
+    PerceiverStudyImageProcessor,
+    PerceiverStudyModel,
+)
+from modeling_perceiver_study.export import CODE_FILES, save_model_folder
 from tests.helpers import (
     LOAD_AND_PREDICT,
     check_loaded,
@@ -17,6 +21,7 @@ from tests.helpers import (
     offline_env,
     run_without_package,
     save_tiny_model_folder,
+    tiny_model,
 )
 
 
@@ -40,6 +45,18 @@ def test_saved_folder_has_weights_config_auto_map_and_code(tmp_path):
 def test_round_trip_in_process_gives_identical_logits(tmp_path):
     model = save_tiny_model_folder(tmp_path)
     loaded = PerceiverStudyForImageClassification.from_pretrained(tmp_path).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x).logits, model(x).logits, rtol=0, atol=0)
+
+
+def test_conv_stem_batchnorm_statistics_survive_the_round_trip(tmp_path):
+    model = tiny_model(input_patch_size=4, input_stem="conv", conv_stem_channels=8).train()
+    model(torch.randn(8, 3, 32, 32) * 3 + 1)  # a training pass moves BatchNorm's running statistics
+    model.eval()
+    save_model_folder(model, PerceiverStudyImageProcessor(), tmp_path)
+    loaded = PerceiverStudyForImageClassification.from_pretrained(tmp_path).eval()
+    norm = loaded.perceiver.conv_stem.layers[1]
+    assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x).logits, model(x).logits, rtol=0, atol=0)
 

@@ -89,6 +89,25 @@ def test_patch_tokens_hold_each_patch_and_cut_the_token_count():
         model(torch.randn(1, 3, 31, 32))
 
 
+@pytest.mark.parametrize(("patch", "num_convolutions"), [(1, 1), (2, 1), (4, 2)])
+def test_conv_stem_gives_one_token_per_patch_from_log2_p_convolutions(patch, num_convolutions):
+    model = tiny_model(input_patch_size=patch, input_stem="conv", conv_stem_channels=8).eval()
+    stem = model.perceiver.conv_stem
+    convolutions = [layer for layer in stem.layers if isinstance(layer, torch.nn.Conv2d)]
+    assert len(convolutions) == num_convolutions
+    assert [c.stride for c in convolutions] == [(2, 2) if patch > 1 else (1, 1)] * num_convolutions
+    x = images(2)
+    tokens = stem(x)
+    assert tokens.shape == (2, (32 // patch) ** 2, 8)
+    # token t is grid position (t // W, t % W) of the stem's output, in the same row-major order as the positions
+    torch.testing.assert_close(tokens[:, 32 // patch + 1], stem.layers(x)[:, :, 1, 1])
+    out = model(x, output_attentions=True)
+    assert out.cross_attentions[0].shape[-1] == (32 // patch) ** 2
+    # the stem changes the logits: the tokens are its features, not the raw pixel values
+    torch.nn.init.zeros_(convolutions[0].weight)
+    assert not torch.allclose(model(x).logits, out.logits)
+
+
 def test_position_features_follow_input_dtype_under_autocast():
     model = tiny_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -138,8 +157,11 @@ def test_eager_and_sdpa_agree_in_fp32():
     torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)
 
 
-def test_gradient_reaches_every_parameter():
-    model = tiny_model(num_blocks=3, num_cross_attends=3, share_block_weights=False).train()
+@pytest.mark.parametrize("stem", ["patches", "conv"])
+def test_gradient_reaches_every_parameter(stem):
+    model = tiny_model(
+        num_blocks=3, num_cross_attends=3, share_block_weights=False, input_patch_size=2, input_stem=stem
+    ).train()
     model(images(4), labels=torch.tensor([1, 2, 3, 4])).loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
