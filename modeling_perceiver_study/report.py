@@ -32,6 +32,10 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 # Tables
 
+# Where recorded training runs live below results/ (one folder per run), by the marker of the table listing them: the
+# CPU recipe's runs, GPU runs recorded from a lent device, and the seed recipe's 10-epoch runs on the CPU.
+RUN_GROUPS = {"training-runs": ".", "gpu-training-runs": "gpu", "seed-recipe-cpu-runs": "seed-recipe-cpu"}
+
 
 def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
     """Every recorded Trainer run (a folder of `results_dir` with metrics.json and run_args.json), named by its path
@@ -192,11 +196,9 @@ def performance_steps_table(steps_dir: Path) -> str:
 def tables(results_dir: Path) -> dict[str, str]:
     """Every generated table whose result file exists, by marker name."""
     results_dir = Path(results_dir)
-    runs_in = partial(training_runs_table, root=results_dir.parent)  # run folders one level below results/
+    runs_table = partial(training_runs_table, root=results_dir.parent)  # runs named by their path in the repository
     sources = {
-        "training-runs": (training_runs_table, results_dir),
-        "gpu-training-runs": (runs_in, results_dir / "gpu"),
-        "seed-recipe-cpu-runs": (runs_in, results_dir / "seed-recipe-cpu"),
+        **{marker: (runs_table, results_dir / group) for marker, group in RUN_GROUPS.items()},
         "latents": (latents_table, results_dir / "study" / "latents.json"),
         "permutation": (permutation_table, results_dir / "study" / "permutation.json"),
         "complexity": (complexity_table, results_dir / "complexity.json"),
@@ -272,12 +274,9 @@ def plot_permutation(path: Path, output_path: Path) -> Path:
         plt.close(figure)
 
 
-RUN_FOLDERS = ("*", "gpu/*")  # CPU runs, and GPU runs recorded from a lent device
-
-
 def run_files(results_dir: Path, name: str) -> list[Path]:
-    """The file `name` (a path inside a run folder) of every recorded run that has it, CPU and GPU."""
-    return sorted(path for folders in RUN_FOLDERS for path in results_dir.glob(f"{folders}/{name}"))
+    """The file `name` (a path inside a run folder) of every recorded run that has it, in every group of runs."""
+    return sorted(path for group in RUN_GROUPS.values() for path in (results_dir / group).glob(f"*/{name}"))
 
 
 def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:

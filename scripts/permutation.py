@@ -77,6 +77,18 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="results/study/permutation.json")
     args = parser.parse_args(argv)
 
+    try:
+        stem = load_preset(args.preset).input_stem
+    except ValueError as error:  # names the unknown preset or the bad field
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if stem != "patches":
+        print(
+            f"error: preset {args.preset!r} has input_stem {stem!r}; the permutation test needs raw pixel tokens (a "
+            "convolution over permuted pixels mixes pixels from all over the image, so no position can follow them)",
+            file=sys.stderr,
+        )
+        return 2
     loop = LoopConfig(epochs=args.epochs)
     try:
         data = prepare_data(

@@ -61,6 +61,20 @@ def test_convnet_classifies_a_batch():
     assert SmallConvNet(num_labels=4)(images()).shape == (2, 4)
 
 
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        ("seed-conv", "preset 'seed-conv' has input_stem 'conv'; the permutation test needs raw pixel tokens"),
+        ("huge", "unknown preset 'huge'"),
+    ],
+)
+def test_permutation_script_refuses_presets_it_cannot_test(preset, message, tmp_path, capsys):
+    from scripts.permutation import main
+
+    assert main(["--dataset_name", str(tmp_path / "never-read"), "--preset", preset]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_path):
     command = [
         sys.executable,
