@@ -42,6 +42,10 @@ class PerceiverStudyConfig(PreTrainedConfig):
             followed by BatchNorm and ReLU, then `conv_stem_channels` features per token. Needs p a power of two.
         conv_stem_channels (`int`, defaults to 64):
             Channels of every convolution of the `conv` stem, so features per token before the position features.
+        conv_stem_layers (`int`, *optional*):
+            Convolutions in the `conv` stem: the log2(p) of stride 2, then stride-1 ones at the token grid (each
+            with BatchNorm and ReLU) up to this count, for deeper, wider-reaching token features. Unset: log2(p),
+            at least one.
         num_latents (`int`, defaults to 128):
             Number of latent vectors (N in the paper): the size of the bottleneck.
         latent_dim (`int`, defaults to 256):
@@ -106,6 +110,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
     input_patch_size: int = 1
     input_stem: str = "patches"
     conv_stem_channels: int = 64
+    conv_stem_layers: int | None = None
     num_latents: int = 128
     latent_dim: int = 256
     num_blocks: int = 1
@@ -154,6 +159,15 @@ class PerceiverStudyConfig(PreTrainedConfig):
         return self.num_channels * self.input_patch_size**2
 
     @property
+    def num_conv_stem_downsamples(self) -> int:
+        """Stride-2 convolutions of the `conv` stem: log2(input_patch_size)."""
+        return self.input_patch_size.bit_length() - 1
+
+    @property
+    def resolved_conv_stem_layers(self) -> int:
+        return self.conv_stem_layers or max(self.num_conv_stem_downsamples, 1)
+
+    @property
     def resolved_fourier_max_resolution(self) -> int:
         return self.fourier_max_resolution or self.image_size // self.input_patch_size
 
@@ -198,6 +212,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
             "self_attention_qk_dim",
             "self_attention_v_dim",
             "fourier_max_resolution",
+            "conv_stem_layers",
         ):
             if getattr(self, name) is not None:
                 _require_int(self, name, minimum=1, allow_none=True)
@@ -219,6 +234,11 @@ class PerceiverStudyConfig(PreTrainedConfig):
         patch = self.input_patch_size
         if self.input_stem == "conv" and patch & (patch - 1):
             raise ValueError(f"input_stem 'conv' needs input_patch_size a power of two (1, 2, 4, ...), got {patch}")
+        if self.conv_stem_layers is not None and self.conv_stem_layers < self.num_conv_stem_downsamples:
+            raise ValueError(
+                f"conv_stem_layers ({self.conv_stem_layers}) must be at least log2(input_patch_size) = "
+                f"{self.num_conv_stem_downsamples}, the stride-2 convolutions that make one token per patch"
+            )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.hidden_act not in HIDDEN_ACTIVATIONS:

@@ -123,15 +123,16 @@ class FourierPositionEncoding(nn.Module):
 class PerceiverStudyConvStem(nn.Module):
     """Perceiver IO's convolutional preprocessing, sized for small images: (B, C, H, W) -> (B, H/p * W/p, channels).
 
-    log2(p) 3 x 3 convolutions of stride 2 (one of stride 1 when p is 1), each followed by BatchNorm and ReLU, so each
-    output position becomes the token of one p x p patch, with local non-linear features instead of raw pixel values.
+    log2(p) 3 x 3 convolutions of stride 2, then stride-1 ones up to `num_layers` (>= max(log2(p), 1)), each followed
+    by BatchNorm and ReLU, so each output position becomes the token of one p x p patch, with local non-linear
+    features instead of raw pixel values. The stride-1 layers run at the token grid, where they are cheapest.
     """
 
-    def __init__(self, in_channels: int, channels: int, patch_size: int):
+    def __init__(self, in_channels: int, channels: int, patch_size: int, num_layers: int):
         super().__init__()
         num_downsamples = patch_size.bit_length() - 1  # log2(p)
         layers = []
-        for index in range(max(num_downsamples, 1)):
+        for index in range(num_layers):
             stride = 2 if index < num_downsamples else 1
             layers += [
                 nn.Conv2d(in_channels if index == 0 else channels, channels, 3, stride, padding=1, bias=False),
@@ -507,7 +508,12 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
             config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
         )
         self.conv_stem = (
-            PerceiverStudyConvStem(config.num_channels, config.conv_stem_channels, config.input_patch_size)
+            PerceiverStudyConvStem(
+                config.num_channels,
+                config.conv_stem_channels,
+                config.input_patch_size,
+                config.resolved_conv_stem_layers,
+            )
             if config.input_stem == "conv"
             else None
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .files import replace_atomically
 from .plots import _pyplot, plot_complexity, plot_confusion_matrix, plot_training_curves, save_figure
+from .publish import conv_stem_size
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
 
@@ -51,7 +52,7 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         config = read_json(run_dir / "config.json")
         patch = config.get("input_patch_size", 1)
         cross_heads = config.get("num_cross_attention_heads", 1)
-        stem = f"conv stem ({config['conv_stem_channels']} channels) " if config.get("input_stem") == "conv" else ""
+        stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",

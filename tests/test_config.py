@@ -26,6 +26,15 @@ def test_conv_stem_needs_a_power_of_two_patch():
         PerceiverStudyConfig(image_size=24, input_patch_size=6, input_stem="conv")
 
 
+def test_conv_stem_layers_cover_the_strided_convolutions():
+    assert PerceiverStudyConfig(input_patch_size=4, input_stem="conv").resolved_conv_stem_layers == 2
+    assert PerceiverStudyConfig(input_stem="conv").resolved_conv_stem_layers == 1
+    deeper = PerceiverStudyConfig(input_patch_size=4, input_stem="conv", conv_stem_layers=3)
+    assert deeper.resolved_conv_stem_layers == 3
+    with pytest.raises(ValueError, match=r"conv_stem_layers \(1\) must be at least log2\(input_patch_size\) = 2"):
+        PerceiverStudyConfig(input_patch_size=4, input_stem="conv", conv_stem_layers=1)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -46,6 +55,7 @@ def test_conv_stem_needs_a_power_of_two_patch():
         ("input_patch_size", 0, "input_patch_size must be an integer >= 1"),
         ("input_stem", "resnet", "input_stem must be one of ('patches', 'conv')"),
         ("conv_stem_channels", 0, "conv_stem_channels must be an integer >= 1"),
+        ("conv_stem_layers", 0, "conv_stem_layers must be an integer >= 1"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):

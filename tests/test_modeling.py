@@ -89,13 +89,16 @@ def test_patch_tokens_hold_each_patch_and_cut_the_token_count():
         model(torch.randn(1, 3, 31, 32))
 
 
-@pytest.mark.parametrize(("patch", "num_convolutions"), [(1, 1), (2, 1), (4, 2)])
-def test_conv_stem_gives_one_token_per_patch_from_log2_p_convolutions(patch, num_convolutions):
-    model = tiny_model(input_patch_size=patch, input_stem="conv", conv_stem_channels=8).eval()
+@pytest.mark.parametrize(
+    ("patch", "num_layers", "strides"),
+    [(1, None, [1]), (2, None, [2]), (4, None, [2, 2]), (4, 3, [2, 2, 1]), (2, 3, [2, 1, 1]), (1, 2, [1, 1])],
+)
+def test_conv_stem_gives_one_token_per_patch_from_log2_p_strided_convolutions(patch, num_layers, strides):
+    model = tiny_model(input_patch_size=patch, input_stem="conv", conv_stem_channels=8, conv_stem_layers=num_layers)
+    model.eval()
     stem = model.perceiver.conv_stem
     convolutions = [layer for layer in stem.layers if isinstance(layer, torch.nn.Conv2d)]
-    assert len(convolutions) == num_convolutions
-    assert [c.stride for c in convolutions] == [(2, 2) if patch > 1 else (1, 1)] * num_convolutions
+    assert [c.stride for c in convolutions] == [(stride, stride) for stride in strides]
     x = images(2)
     tokens = stem(x)
     assert tokens.shape == (2, (32 // patch) ** 2, 8)

@@ -104,6 +104,24 @@ def test_model_card_metadata_and_body_come_from_the_run(trained_folder, tmp_path
     assert "$" not in card.text.replace("$$", "")  # every template field was filled
 
 
+def test_card_describes_a_convolutional_stem_instead_of_claiming_no_convolution(trained_folder, tmp_path):
+    assert "no convolution" in stage_card(trained_folder, tmp_path / "pixels").text
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(input_stem="conv", conv_stem_channels=8, conv_stem_layers=3)
+    (copy / "config.json").write_text(json.dumps(config))
+    text = stage_card(copy, tmp_path / "conv").text
+    assert "| Token features | convolutional stem (Perceiver IO style), 8 channels, 3 convolutions |" in text
+    assert "no convolution" not in text and "Without convolutions" not in text
+    assert "not evidence for the paper's convolution-free design" in text
+
+
+def stage_card(model_dir, stage_dir):
+    stage_repository(model_dir, stage_dir, "org/name", DATASET)
+    return ModelCard.load(stage_dir / "README.md")
+
+
 def test_local_dataset_needs_a_hub_id_for_the_card(trained_folder, tmp_path):
     with pytest.raises(PublishError, match="trained on a local dataset .*--dataset_id"):
         stage_repository(trained_folder, tmp_path / "stage", "org/name")
