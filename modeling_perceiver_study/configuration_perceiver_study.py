@@ -234,6 +234,11 @@ class PerceiverStudyConfig(PreTrainedConfig):
         patch = self.input_patch_size
         if self.input_stem == "conv" and patch & (patch - 1):
             raise ValueError(f"input_stem 'conv' needs input_patch_size a power of two (1, 2, 4, ...), got {patch}")
+        if self.conv_stem_layers is not None and self.input_stem != "conv":
+            raise ValueError(
+                f"conv_stem_layers ({self.conv_stem_layers}) applies only to input_stem 'conv', got input_stem "
+                f"{self.input_stem!r}"
+            )
         if self.conv_stem_layers is not None and self.conv_stem_layers < self.num_conv_stem_downsamples:
             raise ValueError(
                 f"conv_stem_layers ({self.conv_stem_layers}) must be at least log2(input_patch_size) = "

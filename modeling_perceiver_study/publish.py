@@ -71,32 +71,24 @@ def conv_stem_size(config: dict) -> str:
     return f"{config['conv_stem_channels']} channels" + (f", {layers} convolutions" if layers else "")
 
 
-def input_description(config: dict) -> str:
-    """The card's first sentence on how the model reads an image, true to its input stem."""
-    if config.get("input_stem") == "conv":
-        return (
-            "The model reads an image as a set of patch tokens, each the output of a small convolutional stem at its "
-            "place (the one departure from the paper's convolution-free input) concatenated with Fourier features of "
-            "its position."
-        )
-    return (
+# The card's two sentences that depend on how tokens are made, per input stem: how the model reads an image, and
+# the limitation that follows from it.
+CARD_TEXT_BY_STEM = {
+    "patches": (
         "The model reads an image as a set of pixel tokens, each its values concatenated with Fourier features of its "
-        "position, with no convolution."
-    )
-
-
-def convolution_note(config: dict) -> str:
-    """The card's limitation on convolutions, true to the model's input stem."""
-    if config.get("input_stem") == "conv":
-        return (
-            "Its convolutional stem gives the tokens local features that a convolution-free Perceiver must learn from "
-            "data; in this project's 10-epoch CIFAR-10 runs the stem was worth 10 to 20 points, so this model's "
-            "accuracy is not evidence for the paper's convolution-free design."
-        )
-    return (
+        "position, with no convolution.",
         "Without convolutions, a Perceiver learns spatial structure from data alone and needs more training than a "
-        "CNN of similar cost to reach the same accuracy on small images."
-    )
+        "CNN of similar cost to reach the same accuracy on small images.",
+    ),
+    "conv": (
+        "The model reads an image as a set of patch tokens, each the output of a small convolutional stem at its "
+        "place (the one departure from the paper's convolution-free input) concatenated with Fourier features of "
+        "its position.",
+        "Its convolutional stem gives the tokens local features that a convolution-free Perceiver must learn from "
+        "data; in this project's 10-epoch CIFAR-10 runs the stem was worth 10 to 21 points, so this model's "
+        "accuracy is not evidence for the paper's convolution-free design.",
+    ),
+}
 
 
 def token_features(config: dict) -> str:
@@ -257,14 +249,15 @@ def render_model_card(model_dir, repo_id: str, dataset_id: str | None = None, te
         if "accuracy" in validation
         else "No validation accuracy was recorded for this run"
     )
+    input_description, convolution_note = CARD_TEXT_BY_STEM[config.get("input_stem", "patches")]
     body = string.Template(Path(template_path).read_text()).substitute(
         repo_id=repo_id,
         model_name=repo_id.split("/")[-1],
         headline=headline,
         dataset=dataset_id if run_dataset == dataset_id else f"{dataset_id} (trained from a local copy)",
         image_size=config["image_size"],
-        input_description=input_description(config),
-        convolution_note=convolution_note(config),
+        input_description=input_description,
+        convolution_note=convolution_note,
         copy_note=LOCAL_CIFAR10_NOTE if run_dataset != dataset_id and dataset_id == CIFAR10_HUB_ID else "",
         labels=", ".join(labels),
         num_parameters=_parameter_count(model_dir),

@@ -56,6 +56,7 @@ def test_conv_stem_layers_cover_the_strided_convolutions():
         ("input_stem", "resnet", "input_stem must be one of ('patches', 'conv')"),
         ("conv_stem_channels", 0, "conv_stem_channels must be an integer >= 1"),
         ("conv_stem_layers", 0, "conv_stem_layers must be an integer >= 1"),
+        ("conv_stem_layers", 3, "conv_stem_layers (3) applies only to input_stem 'conv', got input_stem 'patches'"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):
