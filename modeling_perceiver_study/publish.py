@@ -75,8 +75,8 @@ def conv_stem_size(config: dict) -> str:
 # the limitation that follows from it.
 CARD_TEXT_BY_STEM = {
     "patches": (
-        "The model reads an image as a set of pixel tokens, each its values concatenated with Fourier features of its "
-        "position, with no convolution.",
+        "The model reads an image as a set of tokens, each the raw values of one pixel or of one non-overlapping "
+        "patch (see Input below) concatenated with Fourier features of its position, with no convolution.",
         "Without convolutions, a Perceiver learns spatial structure from data alone and needs more training than a "
         "CNN of similar cost to reach the same accuracy on small images.",
     ),

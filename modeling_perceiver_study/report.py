@@ -34,8 +34,14 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 # Tables
 
 # Where recorded training runs live below results/ (one folder per run), by the marker of the table listing them: the
-# CPU recipe's runs, GPU runs recorded from a lent device, and the seed recipe's 10-epoch runs on the CPU.
-RUN_GROUPS = {"training-runs": ".", "gpu-training-runs": "gpu", "seed-recipe-cpu-runs": "seed-recipe-cpu"}
+# CPU recipe's runs, GPU runs recorded from a lent device, the seed recipe's 10-epoch runs on the CPU, and the
+# convolution-free 10-epoch runs on the CPU.
+RUN_GROUPS = {
+    "training-runs": ".",
+    "gpu-training-runs": "gpu",
+    "seed-recipe-cpu-runs": "seed-recipe-cpu",
+    "convfree-cpu-runs": "convfree-cpu",
+}
 
 
 def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
@@ -52,13 +58,15 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         config = read_json(run_dir / "config.json")
         patch = config.get("input_patch_size", 1)
         cross_heads = config.get("num_cross_attention_heads", 1)
+        cross_attends = config.get("num_cross_attends", 1)
         stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",
                 f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
                 f"{patch} x {patch} {stem}tokens, "
-                f"{cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}",
+                f"{cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}"
+                + (f", {cross_attends} cross-attends" if cross_attends > 1 else ""),
                 f"{training['learning_rate']:g}",
                 f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",

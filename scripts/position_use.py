@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Does a trained model use token positions, and does it underfit? Test-time diagnostics of a saved model folder.
+
+    python scripts/position_use.py --model_dir outputs/seed-convfree --dataset_name ../shared/data/cifar10
+
+On the validation split the training run held out (rebuilt from its run_args.json), it scores the model on:
+  natural                  the images as they are
+  tokens-shuffled          each batch's p x p patches (pixels for pixel tokens) moved to other places on the grid
+                           by one random permutation, positions left on the grid: what is lost without position
+  tokens-and-positions     the same shuffle with each token's position features moved with it: the same set of
+                           (token, position) pairs, which a Perceiver must score exactly as `natural` (patch tokens
+                           only; a convolutional stem sees its neighbours change)
+and on a seeded subset of the training images it was trained on (no augmentation), against validation: a model that
+scores no better on its training images than on held-out ones underfits. Writes a JSON (--output).
+"""
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+# Python puts this folder first on sys.path, and its evaluate.py would shadow the `evaluate` library: drop it.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
+
+import torch  # noqa: E402
+
+from modeling_perceiver_study.augment import normalize  # noqa: E402
+from modeling_perceiver_study.data import (  # noqa: E402
+    IMAGE_COLUMN_CANDIDATES,
+    LABEL_COLUMN_CANDIDATES,
+    DataError,
+    decode_split,
+    find_column,
+    limit_split,
+    load_image_dataset,
+    split_off_validation,
+)
+from modeling_perceiver_study.evaluation import training_split_settings  # noqa: E402
+from modeling_perceiver_study.files import write_json_atomic  # noqa: E402
+
+
+def shuffle_tokens(images: torch.Tensor, patch_size: int, order: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> the same images with p x p patch m taken from patch `order[m]` (row-major token grid)."""
+    batch_size, channels, height, width = images.shape
+    p, rows, columns = patch_size, height // patch_size, width // patch_size
+    patches = images.reshape(batch_size, channels, rows, p, columns, p).permute(0, 2, 4, 1, 3, 5)
+    patches = patches.reshape(batch_size, rows * columns, channels, p, p)[:, order]
+    patches = patches.reshape(batch_size, rows, columns, channels, p, p).permute(0, 3, 1, 4, 2, 5)
+    return patches.reshape(images.shape)
+
+
+@contextmanager
+def positions_moved(model, order: torch.Tensor):
+    """Within the block, token m gets the position features of token `order[m]` (where its patch came from)."""
+    encoding = model.perceiver.position_encoding
+    original = encoding.token_positions
+    encoding.token_positions = lambda pixel_values: original(pixel_values)[order.to(pixel_values.device)]
+    try:
+        yield
+    finally:
+        del encoding.token_positions  # the instance attribute hid the class's method
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, mean, std, batch_size, bf16, arm="natural", seed=0) -> float:
+    """Accuracy of `model` on uint8 images under one arm (see the module docstring)."""
+    patch = model.config.input_patch_size
+    num_tokens = (images.shape[2] // patch) * (images.shape[3] // patch)
+    generator = torch.Generator().manual_seed(seed)
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start : start + batch_size], mean, std)
+        order = torch.randperm(num_tokens, generator=generator)
+        if arm != "natural":
+            batch = shuffle_tokens(batch, patch, order)
+        moved = positions_moved(model, order) if arm == "tokens-and-positions" else nullcontext()
+        with moved, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            predictions = model(batch).logits.argmax(-1)
+        correct += int((predictions == labels[start : start + batch_size]).sum())
+    return correct / len(images)
+
+
+def held_out_and_training_images(model_dir, dataset_name, config, max_samples):
+    """(validation images, labels), (training images, labels): the split the run carved, the rest of train."""
+    seed, fraction = training_split_settings(model_dir)
+    dataset = load_image_dataset(dataset_name)
+    if "train" not in dataset:
+        raise DataError(f"dataset {dataset_name!r} has no 'train' split; its splits are {list(dataset)}")
+    columns = dataset["train"].column_names
+    image_column = find_column(columns, None, IMAGE_COLUMN_CANDIDATES, "image", "train")
+    label_column = find_column(columns, None, LABEL_COLUMN_CANDIDATES, "label", "train")
+    train, validation = split_off_validation(dataset, label_column, fraction, seed)
+    decoded = []
+    for name, split in (("validation", validation), ("train", train)):
+        split = limit_split(split, max_samples, seed)
+        part = decode_split(split, image_column, label_column, config.image_size, config.num_channels, split_name=name)
+        decoded.append((part.images, part.labels))
+    return decoded
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="A saved model folder (with run_args.json) or a Hub id.")
+    parser.add_argument("--dataset_name", default="uoft-cs/cifar10", help="Hub id, local folder or parquet file.")
+    parser.add_argument("--max_samples", type=int, default=5000, help="Images per split (seeded subset).")
+    parser.add_argument("--batch_size", type=int, default=500)
+    parser.add_argument("--bf16", action="store_true", help="Run under bf16 autocast, as a --bf16 run evaluates.")
+    parser.add_argument("--output", default=None, help="JSON to write (default: <model_dir>/position_use.json).")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    args = parse_args(argv)
+    if args.max_samples < 1 or args.batch_size < 1:
+        print("error: --max_samples and --batch_size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            args.model_dir, trust_remote_code=True, attn_implementation="eager"
+        ).eval()
+        processor = AutoImageProcessor.from_pretrained(args.model_dir, trust_remote_code=True)
+        (images, labels), (train_images, train_labels) = held_out_and_training_images(
+            args.model_dir, args.dataset_name, model.config, args.max_samples
+        )
+    except (DataError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    score = dict(mean=processor.image_mean, std=processor.image_std, batch_size=args.batch_size, bf16=args.bf16)
+    arms = ["natural", "tokens-shuffled"]
+    if getattr(model.config, "input_stem", "patches") == "patches":
+        arms.append("tokens-and-positions")
+    results = {
+        "model": str(args.model_dir),
+        "dataset": str(args.dataset_name),
+        "num_samples": len(labels),
+        "precision": "bf16 autocast" if args.bf16 else "fp32",
+        "validation_accuracy": {arm: accuracy(model, images, labels, arm=arm, **score) for arm in arms},
+        "training_accuracy_without_augmentation": accuracy(model, train_images, train_labels, **score),
+        "training_num_samples": len(train_labels),
+        "command": " ".join(["python", "scripts/position_use.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    output = Path(args.output or Path(args.model_dir) / "position_use.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, results)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""scripts/position_use.py: the token shuffle moves whole patches, moving positions with them leaves a Perceiver's
+output unchanged (and leaving them does not), and the command scores a trained folder."""
+
+import json
+
+import pytest
+import torch
+
+from scripts.position_use import main as position_use_main
+from scripts.position_use import positions_moved, shuffle_tokens
+from tests.helpers import tiny_model, train_tiny
+
+
+def test_shuffle_tokens_moves_whole_patches():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(shuffle_tokens(images, 4, torch.arange(4)), images)
+    order = torch.tensor([3, 0, 2, 1])  # token m of the result is token order[m] of the input (2 x 2 grid)
+    shuffled = shuffle_tokens(images, 4, order)
+    patch = lambda tensor, index: tensor[:, :, 4 * (index // 2) : 4 * (index // 2) + 4, 4 * (index % 2) :][..., :4]  # noqa: E731
+    for target, source in enumerate(order.tolist()):
+        assert torch.equal(patch(shuffled, target), patch(images, source))
+
+
+def test_moving_positions_with_the_tokens_leaves_the_output_unchanged():
+    model = tiny_model(seed=1, input_patch_size=2).eval()
+    pixels = torch.randn(3, 3, 32, 32)
+    order = torch.randperm(16 * 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        natural = model(pixels).logits
+        shuffled = model(shuffle_tokens(pixels, 2, order)).logits
+        with positions_moved(model, order):
+            moved = model(shuffle_tokens(pixels, 2, order)).logits
+        restored = model(pixels).logits  # the patched method is gone after the block
+    torch.testing.assert_close(moved, natural, atol=1e-5, rtol=1e-5)
+    assert (shuffled - natural).abs().max() > 1e-3
+    torch.testing.assert_close(restored, natural, atol=0, rtol=0)
+
+
+def test_the_command_scores_a_trained_folder(synthetic_parquet, tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    train_tiny(synthetic_parquet, model_dir, "--save_strategy", "no", "--config_overrides", "input_patch_size=4")
+    output = tmp_path / "position_use.json"
+    argv = ["--model_dir", str(model_dir), "--dataset_name", str(synthetic_parquet), "--output", str(output)]
+    assert position_use_main([*argv, "--batch_size", "10"]) == 0
+    results = json.loads(output.read_text())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    accuracies = results["validation_accuracy"]
+    assert results["num_samples"] == metrics["validation"]["num_samples"] == 24
+    assert accuracies["natural"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)
+    assert accuracies["tokens-and-positions"] == pytest.approx(accuracies["natural"], abs=1e-9)
+    assert results["training_num_samples"] == 72
+    assert 0.0 <= results["training_accuracy_without_augmentation"] <= 1.0
+
+
+def test_the_command_names_a_missing_model_folder(tmp_path, capsys):
+    assert position_use_main(["--model_dir", str(tmp_path / "absent"), "--dataset_name", str(tmp_path)]) == 2
+    assert str(tmp_path / "absent") in capsys.readouterr().err
