@@ -35,7 +35,17 @@ def preset_fields(name_or_path: str) -> dict:
         raise ValueError(f"preset file {path} is not valid JSON: {error}") from error
     if not isinstance(fields, dict):
         raise ValueError(f"preset file {path} must hold a JSON object of config fields")
-    return {key: value for key, value in fields.items() if not key.startswith("_")}
+    fields = {key: value for key, value in fields.items() if not key.startswith("_")}
+    unknown = unknown_config_fields(fields)
+    if unknown:
+        raise ValueError(f"preset file {path} names unknown config fields {unknown} (a comment's key starts with _)")
+    return fields
+
+
+def unknown_config_fields(names) -> list[str]:
+    """The names that are not fields of `PerceiverStudyConfig`: one rule for preset files and --config_overrides,
+    since the config itself would keep a misspelt field as an attribute nobody reads."""
+    return sorted(name for name in names if name not in PerceiverStudyConfig.__dataclass_fields__)
 
 
 def load_preset(name_or_path: str, **overrides) -> PerceiverStudyConfig:

@@ -45,7 +45,7 @@ from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
 from .plots import plot_training_curves
-from .presets import preset_fields
+from .presets import preset_fields, unknown_config_fields
 
 logger = logging.getLogger("perceiver_study.train")
 
@@ -211,7 +211,7 @@ def parse_overrides(text: str | None) -> dict:
             overrides[name] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[name] = raw
-    unknown = [name for name in overrides if name not in PerceiverStudyConfig.__dataclass_fields__]
+    unknown = unknown_config_fields(overrides)
     if unknown:
         raise ValueError(f"config_overrides names unknown config fields {unknown}")
     return overrides
@@ -242,6 +242,11 @@ def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, s
         train.column_names, data_args.label_column_name, LABEL_COLUMN_CANDIDATES, "label", "train"
     )
     names = label_names(train, label_column)
+    if len(names) < 2:
+        raise DataError(
+            f"label column {label_column!r} of {data_args.dataset_name!r} names {len(names)} class(es) {names}: a "
+            "classifier needs at least two (one class would score 100 % by construction)"
+        )
     train, validation = split_off_validation(dataset, label_column, data_args.train_val_split, seed)
     test = dataset["test"] if "test" in dataset else None
     for split_name, split in (("validation", validation), ("test", test)):
@@ -264,6 +269,12 @@ def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, s
     for name, split in decoded.items():
         if len(split) == 0:
             raise DataError(f"split {name!r} of {data_args.dataset_name!r} has no usable images")
+    if decoded["train"].labels.unique().numel() < 2:
+        raise DataError(
+            f"the training images of {data_args.dataset_name!r} all have one label "
+            f"({names[int(decoded['train'].labels[0])]!r}): a classifier needs examples of at least two classes"
+        )
+    for name, split in decoded.items():
         if split.labels.min() < 0 or split.labels.max() >= len(names):
             raise DataError(f"split {name!r} has labels outside 0..{len(names) - 1} ({len(names)} label names)")
     return PreparedData(

@@ -4,7 +4,7 @@ import pytest
 
 from modeling_perceiver_study import PerceiverStudyConfig
 from modeling_perceiver_study.presets import available_presets, load_preset, preset_fields
-from modeling_perceiver_study.training import parse_arguments
+from modeling_perceiver_study.training import parse_arguments, parse_overrides
 from tests.helpers import REPO_ROOT
 
 
@@ -95,6 +95,15 @@ def test_presets_exist_and_seed_matches_the_original_study():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'huge'.*tiny"):
         preset_fields("huge")
+
+
+def test_a_preset_file_with_a_misspelt_field_is_refused_like_an_override(tmp_path):
+    path = tmp_path / "typo.json"
+    path.write_text('{"_comment": "comments are fine", "num_latnets": 16, "latent_dim": 64}')
+    with pytest.raises(ValueError, match=r"preset file .*typo.json names unknown config fields \['num_latnets'\]"):
+        preset_fields(str(path))
+    with pytest.raises(ValueError, match=r"config_overrides names unknown config fields \['num_latnets'\]"):
+        parse_overrides("num_latnets=16")
 
 
 RECIPES = sorted((REPO_ROOT / "configuration" / "recipes").glob("*.json"))

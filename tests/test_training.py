@@ -266,3 +266,23 @@ def test_a_failed_write_leaves_the_previous_output_whole(tmp_path):
         replace_atomically(target, write_half_then_fail)
     assert json.loads(target.read_text()) == {"accuracy": 0.5}
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+def test_a_dataset_of_one_class_is_refused(tmp_path):
+    one_name = write_image_parquet(tmp_path / "one.parquet", per_class=8, labels=["red"])
+    with pytest.raises(SetupError, match=r"label column 'label' .* names 1 class\(es\) \['red'\]: a classifier needs"):
+        train_tiny(one_name, tmp_path / "run")
+
+
+def test_training_images_of_one_label_are_refused(tmp_path):
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    from tests.conftest import png_bytes, synthetic_image
+
+    images = [{"bytes": png_bytes(synthetic_image(0, index)), "path": None} for index in range(8)]
+    features = Features({"img": ImageFeature(), "label": ClassLabel(names=["red", "green"])})
+    path = tmp_path / "one-label.parquet"
+    Dataset.from_dict({"img": images, "label": [0] * 8}, features=features).to_parquet(str(path))
+    with pytest.raises(SetupError, match=r"training images of .* all have one label \('red'\)"):
+        train_tiny(path, tmp_path / "run")
