@@ -1,5 +1,5 @@
 """Evaluate any saved model folder (or Hub id) on an image-classification split: accuracy, per-class accuracy,
-confusion matrix, a grid of predictions and cross-attention maps (`scripts/evaluate.py`)."""
+confusion matrix, a grid of predictions and cross-attention maps (`scripts/evaluate_model.py`)."""
 
 import json
 from dataclasses import dataclass

@@ -14,18 +14,15 @@ results/study/latents/latents-64/). `scripts/make_figures.py` draws it.
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
+from safetensors import safe_open
 
-from safetensors import safe_open  # noqa: E402
-
-from modeling_perceiver_study.files import write_json_atomic  # noqa: E402
+from modeling_perceiver_study.files import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FILES = ("metrics.json", "run_args.json", "trainer_state.json", "config.json")  # kept; the weights are not

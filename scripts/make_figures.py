@@ -10,13 +10,10 @@ docs/*.md and README.md. The runs themselves are separate commands, listed in do
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
-
-from modeling_perceiver_study.report import (  # noqa: E402
+from modeling_perceiver_study.report import (
     draw_figures,
     marker_names,
     tables,

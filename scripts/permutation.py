@@ -19,28 +19,25 @@ Each arm's result is written to --work_dir as it finishes; a rerun skips finishe
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
+import torch
 
-import torch  # noqa: E402
-
-from modeling_perceiver_study import PerceiverStudyForImageClassification  # noqa: E402
-from modeling_perceiver_study.files import write_json_atomic  # noqa: E402
-from modeling_perceiver_study.image_processing_perceiver_study import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
-from modeling_perceiver_study.permutation import (  # noqa: E402
+from modeling_perceiver_study import PerceiverStudyForImageClassification
+from modeling_perceiver_study.files import write_json_atomic
+from modeling_perceiver_study.image_processing_perceiver_study import CIFAR10_MEAN, CIFAR10_STD
+from modeling_perceiver_study.permutation import (
     LoopConfig,
     PermutedFourierPositionEncoding,
     SmallConvNet,
     pixel_permutation,
     train_and_evaluate,
 )
-from modeling_perceiver_study.presets import load_preset  # noqa: E402
-from modeling_perceiver_study.training import DataArguments, prepare_data  # noqa: E402
+from modeling_perceiver_study.presets import load_preset
+from modeling_perceiver_study.training import DataArguments, prepare_data
 
 ARMS = (
     "perceiver",

@@ -16,18 +16,14 @@ scores no better on its training images than on held-out ones underfits. Writes 
 
 import argparse
 import json
-import os
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-# Python puts this folder first on sys.path, and its evaluate.py would shadow the `evaluate` library: drop it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
+import torch
 
-import torch  # noqa: E402
-
-from modeling_perceiver_study.augment import normalize  # noqa: E402
-from modeling_perceiver_study.data import (  # noqa: E402
+from modeling_perceiver_study.augment import normalize
+from modeling_perceiver_study.data import (
     IMAGE_COLUMN_CANDIDATES,
     LABEL_COLUMN_CANDIDATES,
     DataError,
@@ -37,8 +33,8 @@ from modeling_perceiver_study.data import (  # noqa: E402
     load_image_dataset,
     split_off_validation,
 )
-from modeling_perceiver_study.evaluation import training_split_settings  # noqa: E402
-from modeling_perceiver_study.files import write_json_atomic  # noqa: E402
+from modeling_perceiver_study.evaluation import training_split_settings
+from modeling_perceiver_study.files import write_json_atomic
 
 
 def shuffle_tokens(images: torch.Tensor, patch_size: int, order: torch.Tensor) -> torch.Tensor:

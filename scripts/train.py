@@ -9,13 +9,9 @@
 Run with --help for every flag. Rerunning the same command after an interruption resumes from the last checkpoint.
 """
 
-import os
 import sys
 
-# Python puts this folder first on sys.path, and its evaluate.py would shadow the `evaluate` library: drop it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
-
-from modeling_perceiver_study.training import SetupError, main  # noqa: E402
+from modeling_perceiver_study.training import SetupError, main
 
 if __name__ == "__main__":
     try:

@@ -1,5 +1,5 @@
-"""scripts/evaluate.py on a trained tiny model: numbers agree with the model, figures are written, and the held-out
-split is the one the training run carved."""
+"""scripts/evaluate_model.py on a trained tiny model: numbers agree with the model, figures are written, and the
+held-out split is the one the training run carved."""
 
 import json
 
@@ -9,7 +9,7 @@ import torch
 
 from modeling_perceiver_study.evaluation import confusion_matrix
 from modeling_perceiver_study.plots import sharpest_attention_maps
-from scripts.evaluate import main as evaluate_main
+from scripts.evaluate_model import main as evaluate_main
 from tests.helpers import train_tiny
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a saved model folder (or Hub id) on a dataset split.
 
-    python scripts/evaluate.py --model_dir outputs/cpu-small --dataset_name ../shared/data/cifar10 --split validation
+    python scripts/evaluate_model.py --model_dir outputs/cpu-small --dataset_name ../shared/data/cifar10 \
+        --split validation
 
 Writes to --output_dir (default: <model_dir>/evaluation): evaluation.json (accuracy, per-class accuracy, confusion
 matrix), confusion_matrix.png, predictions.png (images with true and predicted label and confidence) and
@@ -11,15 +12,11 @@ rebuilds the held-out split the model's training run carved (same seed and fract
 
 import argparse
 import json
-import os
 import sys
+from pathlib import Path
 
-# Python puts this folder first on sys.path, and its evaluate.py would shadow the `evaluate` library: drop it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
-from pathlib import Path  # noqa: E402
-
-from modeling_perceiver_study.data import DataError  # noqa: E402
-from modeling_perceiver_study.evaluation import evaluate_model_folder  # noqa: E402
+from modeling_perceiver_study.data import DataError
+from modeling_perceiver_study.evaluation import evaluate_model_folder
 
 
 def parse_args(argv=None):
