@@ -22,6 +22,21 @@ class AugmentConfig:
     mix_probability: float = 1.0  # chance that a batch gets mixup/cutmix when either is on
     label_smoothing: float = 0.0  # folded into the soft targets when mixup/cutmix is on
 
+    def __post_init__(self):
+        """Refuse values that would be silently treated as off (negative) or that have no meaning, naming the flag."""
+        for name in ("random_crop_padding", "randaugment_ops"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"--{name} must be an integer >= 0 (0: off), got {value!r}")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name} must be >= 0 (0: off), got {getattr(self, name)!r}")
+        for name in ("randaugment_magnitude", "mix_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label_smoothing_factor must be in [0, 1), got {self.label_smoothing!r}")
+
     @property
     def mixes(self) -> bool:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0

@@ -536,6 +536,11 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
                 f"pixel_values must be floating point (rescaled and normalized, e.g. by the image processor), got "
                 f"{pixel_values.dtype}"
             )
+        if 0 in pixel_values.shape:
+            raise ValueError(
+                "pixel_values must hold at least one image of at least one pixel, got shape "
+                f"{tuple(pixel_values.shape)}"
+            )
         patch = self.config.input_patch_size
         if pixel_values.shape[2] % patch or pixel_values.shape[3] % patch:
             raise ValueError(

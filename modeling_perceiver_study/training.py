@@ -427,6 +427,21 @@ class SetupError(Exception):
 def build_trainer(model_args: ModelArguments, data_args: DataArguments, training_args: PerceiverTrainingArguments):
     """Everything before the first step: checkpoint to resume, data, model, Trainer."""
     set_seed(training_args.seed)
+    if training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
+        raise ValueError(
+            f"--num_train_epochs must be > 0 (or --max_steps set), got {training_args.num_train_epochs}: a run that "
+            "takes no step would save an untrained model as if trained"
+        )
+    augment_config = AugmentConfig(  # checked before the data is decoded: bad values fail in seconds
+        random_crop_padding=data_args.random_crop_padding,
+        horizontal_flip=data_args.horizontal_flip,
+        randaugment_ops=data_args.randaugment_ops,
+        randaugment_magnitude=data_args.randaugment_magnitude,
+        mixup_alpha=data_args.mixup_alpha,
+        cutmix_alpha=data_args.cutmix_alpha,
+        mix_probability=data_args.mix_probability,
+        label_smoothing=training_args.label_smoothing_factor,
+    )
     resume_from = resolve_resume_checkpoint(training_args)
     config = build_model(model_args, config_only=True)
     with training_args.main_process_first(desc="load and decode the dataset"):
@@ -439,16 +454,6 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
     set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
     model = build_model(model_args, data.label_names)
     processor = PerceiverStudyImageProcessor(size={"height": model.config.image_size, "width": model.config.image_size})
-    augment_config = AugmentConfig(
-        random_crop_padding=data_args.random_crop_padding,
-        horizontal_flip=data_args.horizontal_flip,
-        randaugment_ops=data_args.randaugment_ops,
-        randaugment_magnitude=data_args.randaugment_magnitude,
-        mixup_alpha=data_args.mixup_alpha,
-        cutmix_alpha=data_args.cutmix_alpha,
-        mix_probability=data_args.mix_probability,
-        label_smoothing=training_args.label_smoothing_factor,
-    )
     callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
     trainer = PerceiverTrainer(
         model=model,

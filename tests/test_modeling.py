@@ -225,6 +225,8 @@ def test_soft_labels_give_soft_cross_entropy():
         (torch.randn(3, 32, 32), ValueError, r"must have 4 dimensions.*got shape \(3, 32, 32\)"),
         (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), TypeError, "must be floating point.*uint8"),
         ([[0.0]], TypeError, "pixel_values must be a torch.Tensor"),
+        (torch.randn(0, 3, 32, 32), ValueError, r"at least one image of at least one pixel.*\(0, 3, 32, 32\)"),
+        (torch.randn(2, 3, 0, 0), ValueError, r"at least one image of at least one pixel.*\(2, 3, 0, 0\)"),
     ],
 )
 def test_bad_pixel_values_raise_clear_errors(pixel_values, error, message):

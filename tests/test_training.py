@@ -286,3 +286,18 @@ def test_training_images_of_one_label_are_refused(tmp_path):
     Dataset.from_dict({"img": images, "label": [0] * 8}, features=features).to_parquet(str(path))
     with pytest.raises(SetupError, match=r"training images of .* all have one label \('red'\)"):
         train_tiny(path, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num_train_epochs", "0"], r"--num_train_epochs must be > 0 .*got 0.0"),
+        (["--random_crop_padding", "-2"], r"--random_crop_padding must be an integer >= 0 \(0: off\), got -2"),
+        (["--mixup_alpha", "-0.5"], r"--mixup_alpha must be >= 0 \(0: off\), got -0.5"),
+        (["--randaugment_magnitude", "1.5"], r"--randaugment_magnitude must be in \[0, 1\], got 1.5"),
+    ],
+)
+def test_flags_that_would_train_nothing_or_silently_switch_off_are_refused(synthetic_parquet, tmp_path, flags, message):
+    with pytest.raises(SetupError, match=message):
+        train_tiny(synthetic_parquet, tmp_path / "run", *flags)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
