@@ -20,7 +20,7 @@ from .data import (
     load_image_dataset,
     split_off_validation,
 )
-from .files import write_json_atomic
+from .files import require_model_location, write_json_atomic
 from .metrics import load_accuracy
 from .plots import plot_attention_maps, plot_confusion_matrix, plot_prediction_grid
 from .training import DataArguments, PerceiverTrainingArguments
@@ -109,6 +109,7 @@ def evaluate_model_folder(
 ) -> dict:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+    require_model_location(model_dir)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True, **extra).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)

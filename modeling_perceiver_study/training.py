@@ -40,7 +40,7 @@ from .data import (
     split_off_validation,
 )
 from .export import FULL_AUTO_MAP
-from .files import write_json_atomic
+from .files import require_model_location, write_json_atomic
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
@@ -319,6 +319,7 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
             return config
         model = PerceiverStudyForImageClassification(config)
     else:
+        require_model_location(model_args.model_name_or_path)
         if config_only:  # sizes for decoding the data; the weights are loaded once, below
             return AutoConfig.from_pretrained(
                 model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides

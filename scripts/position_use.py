@@ -34,7 +34,7 @@ from modeling_perceiver_study.data import (
     split_off_validation,
 )
 from modeling_perceiver_study.evaluation import training_split_settings
-from modeling_perceiver_study.files import write_json_atomic
+from modeling_perceiver_study.files import require_model_location, write_json_atomic
 
 
 def shuffle_tokens(images: torch.Tensor, patch_size: int, order: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,7 @@ def main(argv=None) -> int:
         print("error: --max_samples and --batch_size must be at least 1", file=sys.stderr)
         return 2
     try:
+        require_model_location(args.model_dir)
         model = AutoModelForImageClassification.from_pretrained(
             args.model_dir, trust_remote_code=True, attn_implementation="eager"
         ).eval()

@@ -80,3 +80,18 @@ def test_attention_maps_show_single_latent_head_pairs_sharpest_first():
     assert first_map.tolist() == [0.0, 0.0, 1.0, 0.0]
     single_head = sharpest_attention_maps(attention[1:2], 1)
     assert single_head[0][0] == "latent 3"  # one head: no head in the title
+
+
+def test_a_missing_or_empty_model_folder_is_named_not_sent_to_the_hub(synthetic_parquet, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "empty").mkdir()
+    cases = {
+        "outputs/misspelt": "model folder outputs/misspelt does not exist",
+        "./misspelt": "model folder ./misspelt does not exist",
+        "outputs/empty": "outputs/empty is not a model folder: it has no config.json",
+    }
+    for model_dir, message in cases.items():
+        assert run_evaluation(model_dir, str(synthetic_parquet), str(tmp_path / "eval")) == 2
+        error = capsys.readouterr().err
+        assert message in error and "internet" not in error
