@@ -30,13 +30,15 @@ def write_json_atomic(path, payload) -> None:
 
 def require_model_location(name_or_path: str) -> None:
     """Refuse, naming the path, a model location that cannot load: a local path that does not exist, or a folder
-    without `config.json`. A name read as a Hub id (`org/name`, no local folder `org`) is left to the Hub client.
-    Without this, a mistyped folder reaches the Hub client and fails as 'check your internet connection'."""
+    without `config.json`. A name that reads as a Hub id (`name`, or `org/name` with no local folder `org`) is left
+    to the Hub client. Without this, a mistyped folder reached the Hub client and failed as 'check your internet
+    connection'."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise FileNotFoundError(f"{name_or_path} is not a model folder: it has no config.json")
         return
     text = str(name_or_path)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1 or path.parent.is_dir():
+    slashes = text.count("/")
+    if text.startswith((".", "/", "~")) or slashes > 1 or (slashes == 1 and path.parent.is_dir()):
         raise FileNotFoundError(f"model folder {name_or_path} does not exist")
