@@ -1,10 +1,21 @@
-"""Writing run outputs so that nothing is ever half-written."""
+"""Files the package reads (the shipped presets, recipes and model-card template) and writes (run outputs, never
+half-written)."""
 
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# `configuration/` and `model_card.md` travel inside a wheel as `modeling_perceiver_study/_shipped/` (package data,
+# see pyproject.toml), with the checkout's layout; an editable install reads them from the checkout itself.
+SHIPPED_ROOT = _PACKAGE_DIR / "_shipped" if (_PACKAGE_DIR / "_shipped").is_dir() else _PACKAGE_DIR.parent
+
+
+def shipped_path(relative) -> Path:
+    """A file shipped with the package, by its path in the checkout: `configuration/presets/seed.json`."""
+    return SHIPPED_ROOT / relative
 
 
 def replace_atomically(path, write: Callable[[str], object]) -> Path:

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 from .configuration_perceiver_study import PerceiverStudyConfig
+from .files import shipped_path
 
-CONFIGURATION_DIR = Path(__file__).resolve().parent.parent / "configuration"
-PRESETS_DIR = CONFIGURATION_DIR / "presets"
+PRESETS_DIR = shipped_path("configuration/presets")
 
 
 def available_presets() -> list[str]:

@@ -40,7 +40,7 @@ from .data import (
     split_off_validation,
 )
 from .export import FULL_AUTO_MAP
-from .files import require_model_location, write_json_atomic
+from .files import SHIPPED_ROOT, require_model_location, shipped_path, write_json_atomic
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
@@ -173,11 +173,22 @@ class TimeBudgetCallback(TrainerCallback):
 # Arguments
 
 
+def find_recipe(recipe_path: str) -> Path:
+    """A recipe file by its path, or by its path in the checkout (`configuration/recipes/seed.json`) in the recipes
+    shipped with the package, so the README's commands also work from a wheel install outside the checkout."""
+    path = Path(recipe_path)
+    if path.is_file():
+        return path
+    if not path.is_absolute() and shipped_path(path).is_file():
+        return shipped_path(path)
+    recipes = shipped_path("configuration/recipes").glob("*.json")
+    shipped = sorted(str(recipe.relative_to(SHIPPED_ROOT)) for recipe in recipes)
+    raise FileNotFoundError(f"recipe file {recipe_path} does not exist (the shipped recipes are {shipped})")
+
+
 def recipe_to_argv(recipe_path: str) -> list[str]:
     """A JSON recipe (a flat object of argument names to values) as command-line arguments."""
-    path = Path(recipe_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe file {recipe_path} does not exist")
+    path = find_recipe(recipe_path)
     try:
         recipe = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -530,3 +541,12 @@ def main(argv: list[str] | None = None) -> dict:
         # A clean shutdown of the process group avoids most aborts at interpreter exit under DDP.
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def cli() -> None:
+    """`scripts/train.py` and the `perceiver-study-train` command: a setup problem is one line, exit status 2."""
+    try:
+        main()
+    except SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -6,16 +6,12 @@
         configuration/recipes/seed.json
     torchrun --nproc_per_node 2 scripts/train.py ...
 
-Run with --help for every flag. Rerunning the same command after an interruption resumes from the last checkpoint.
+Installed from a wheel, `perceiver-study-train` is the same command, and the recipe paths above name the recipes
+shipped with the package. Run with --help for every flag. Rerunning the same command after an interruption resumes
+from the last checkpoint.
 """
 
-import sys
-
-from modeling_perceiver_study.training import SetupError, main
+from modeling_perceiver_study.training import cli
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SetupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    cli()

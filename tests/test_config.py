@@ -114,3 +114,20 @@ def test_every_recipe_parses_and_names_a_preset_that_builds(recipe):
     model_args, data_args, training_args = parse_arguments([str(recipe), "--use_cpu", "true"])
     config = load_preset(model_args.preset)
     assert data_args.dataset_name and training_args.num_train_epochs > 0 and config.num_latents >= 1
+
+
+def test_a_recipe_path_outside_the_checkout_names_the_shipped_recipe(tmp_path, monkeypatch):
+    """The README's `configuration/recipes/...` paths work from any folder, as they must from a wheel install
+    (.ci/wheel-smoke checks the wheel itself); a local file of that path comes first."""
+    monkeypatch.chdir(tmp_path)
+    model_args, _, training_args = parse_arguments(["configuration/recipes/seed.json", "--use_cpu", "true"])
+    assert model_args.preset == "seed" and training_args.output_dir == "outputs/seed"
+
+    local = tmp_path / "configuration" / "recipes" / "seed.json"
+    local.parent.mkdir(parents=True)
+    local.write_text(json.dumps({"preset": "tiny", "output_dir": "outputs/mine"}))
+    model_args, _, training_args = parse_arguments(["configuration/recipes/seed.json", "--use_cpu", "true"])
+    assert model_args.preset == "tiny" and training_args.output_dir == "outputs/mine"
+
+    with pytest.raises(FileNotFoundError, match=r"recipe file configuration/recipes/sed\.json does not exist .*seed"):
+        parse_arguments(["configuration/recipes/sed.json"])

@@ -8,8 +8,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, ModelCard
 
 from modeling_perceiver_study import PerceiverStudyForImageClassification
-from modeling_perceiver_study.publish import PublishError, stage_repository, upload
-from scripts.push_to_hub import main as push_main
+from modeling_perceiver_study.publish import PublishError, push_main, stage_repository, upload
 from tests.conftest import SYNTHETIC_LABELS
 from tests.helpers import (
     LOAD_AND_PREDICT,
