@@ -1,7 +1,9 @@
 """Evaluate any saved model folder (or Hub id) on an image-classification split: accuracy, per-class accuracy,
 confusion matrix, a grid of predictions and cross-attention maps (`scripts/evaluate_model.py`)."""
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +169,61 @@ def evaluate_model_folder(
     grid = (config.image_size // patch, config.image_size // patch)
     plot_attention_maps(data.images[attended], cross_attention, grid, output_dir / "attention_maps.png")
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+EVALUATE_USAGE = """Evaluate a saved model folder (or Hub id) on a dataset split.
+
+    python scripts/evaluate_model.py --model_dir outputs/cpu-small --dataset_name ../shared/data/cifar10 \
+        --split validation
+
+Writes to --output_dir (default: <model_dir>/evaluation): evaluation.json (accuracy, per-class accuracy, confusion
+matrix), confusion_matrix.png, predictions.png (images with true and predicted label and confidence) and
+attention_maps.png (where the latents attend, drawn over the image). `--split validation` on a dataset without one
+rebuilds the held-out split the model's training run carved (same seed and fraction, read from run_args.json).
+"""
+
+
+def parse_evaluate_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=EVALUATE_USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="A saved model folder or a Hub id.")
+    parser.add_argument("--dataset_name", default="uoft-cs/cifar10", help="Hub id, local folder or parquet file.")
+    parser.add_argument("--split", default="validation", help="Split to evaluate (validation, test, train).")
+    parser.add_argument("--output_dir", default=None, help="Where results go (default: <model_dir>/evaluation).")
+    parser.add_argument("--max_samples", type=int, default=None, help="Evaluate on a seeded subset of this size.")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument(
+        "--bf16", action="store_true", help="Run under bf16 autocast (as a --bf16 training run evaluates)."
+    )
+    parser.add_argument("--attn_implementation", default=None, help="Attention kernel (default: the model's, sdpa).")
+    parser.add_argument("--image_column_name", default=None)
+    parser.add_argument("--label_column_name", default=None)
+    return parser.parse_args(argv)
+
+
+def evaluate_main(argv=None) -> int:
+    """`scripts/evaluate_model.py` and the `perceiver-study-evaluate` command."""
+    args = parse_evaluate_arguments(argv)
+    output_dir = args.output_dir or str(Path(args.model_dir) / "evaluation")
+    try:
+        results = evaluate_model_folder(
+            args.model_dir,
+            args.dataset_name,
+            args.split,
+            output_dir,
+            max_samples=args.max_samples,
+            batch_size=args.batch_size,
+            image_column=args.image_column_name,
+            label_column=args.label_column_name,
+            bf16=args.bf16,
+            attn_implementation=args.attn_implementation,
+        )
+    except (DataError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = {key: results[key] for key in ("dataset", "num_samples", "accuracy")}
+    print(json.dumps(summary, indent=2))
+    print(f"results and figures in {output_dir}")
+    return 0

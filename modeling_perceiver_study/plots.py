@@ -25,7 +25,7 @@ def curves_from_log_history(log_history: list[dict]) -> dict[str, list[tuple[flo
 
 def plot_training_curves(trainer_state_path, output_path) -> Path:
     """Loss, validation accuracy and learning rate against epochs, from a `trainer_state.json`."""
-    plt = _pyplot()
+    plt = pyplot()
     state = json.loads(Path(trainer_state_path).read_text())
     series = curves_from_log_history(state.get("log_history", []))
     figure, (loss_axis, accuracy_axis, lr_axis) = plt.subplots(1, 3, figsize=(15, 4))
@@ -53,7 +53,7 @@ def plot_training_curves(trainer_state_path, output_path) -> Path:
         plt.close(figure)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +66,7 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
     """Row-normalised confusion matrix (rows: true class, columns: predicted); the diagonal is per-class accuracy."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix, dtype=float)
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(5, 0.6 * len(label_names))
@@ -99,7 +99,7 @@ def plot_prediction_grid(
     images_uint8, true_labels, predicted_labels, confidences, label_names, output_path, columns=8
 ) -> Path:
     """Images with true and predicted label and confidence; wrong predictions titled in red."""
-    plt = _pyplot()
+    plt = pyplot()
     count = len(images_uint8)
     rows = (count + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
@@ -144,7 +144,7 @@ def plot_attention_maps(images_uint8, attention, grid_size, output_path, maps_to
 
     `attention`: (images, heads, latents, tokens) cross-attention weights of the first cross-attend.
     """
-    plt = _pyplot()
+    plt = pyplot()
     height, width = grid_size
     columns = 2 + maps_to_show
     figure, axes = plt.subplots(
@@ -170,46 +170,5 @@ def plot_attention_maps(images_uint8, attention, grid_size, output_path, maps_to
             axis.axis("off")
     try:
         return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
-
-
-def plot_complexity(results_path, figure_path) -> Path:
-    """Log-log step time and peak memory against pixel count (Perceiver and Transformers), and step time against
-    latent count, from the JSON written by `scripts/complexity.py`."""
-    results = json.loads(Path(results_path).read_text())
-    figure_path = Path(figure_path)
-    plt = _pyplot()
-    exponents = results["fitted_exponents"]
-    figure, (time_axis, memory_axis, latent_axis) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for model_name, marker in (("perceiver", "o"), ("transformer", "s"), ("transformer-eager", "^")):
-        rows = [r for r in results["by_input_size"] if r["model"] == model_name and "skipped" not in r]
-        key = model_name.replace("-", "_")
-        label = f"{model_name} (slope {exponents[f'{key}_time_vs_pixels']:.2f})"
-        time_axis.loglog([r["pixels"] for r in rows], [r["step_seconds"] for r in rows], marker=marker, label=label)
-        memory_label = f"{model_name} (slope {exponents[f'{key}_memory_vs_pixels']:.2f})"
-        memory_axis.loglog(
-            [r["pixels"] for r in rows], [r["peak_memory_mib"] for r in rows], marker=marker, label=memory_label
-        )
-    time_axis.set(title="Training-step time vs input size", xlabel="pixels (tokens)", ylabel="seconds")
-    memory_axis.set(title="Peak memory vs input size", xlabel="pixels (tokens)", ylabel="MiB")
-    latents = [r for r in results["by_latents"] if "skipped" not in r]
-    latent_axis.loglog(
-        [r["num_latents"] for r in latents],
-        [r["step_seconds"] for r in latents],
-        marker="o",
-        label=f"perceiver (slope {exponents['perceiver_time_vs_latents']:.2f})",
-    )
-    counts = [r["num_latents"] for r in latents]
-    latent_axis.set_xticks(counts, [str(count) for count in counts])
-    latent_axis.minorticks_off()
-    size = latents[0]["image_size"] if latents else ""
-    latent_axis.set(title=f"Step time vs latents ({size}x{size} input)", xlabel="latents N", ylabel="seconds")
-    for axis in (time_axis, memory_axis, latent_axis):
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8, loc="upper left")
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return save_figure(figure, figure_path)
     finally:
         plt.close(figure)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -436,8 +437,14 @@ class SetupError(Exception):
     """A problem with the run's input (arguments, dataset, checkpoint), found before any training step."""
 
 
-def build_trainer(model_args: ModelArguments, data_args: DataArguments, training_args: PerceiverTrainingArguments):
-    """Everything before the first step: checkpoint to resume, data, model, Trainer."""
+def build_trainer(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: PerceiverTrainingArguments,
+    model_builder: Callable | None = None,
+):
+    """Everything before the first step: checkpoint to resume, data, model, Trainer. `model_builder(model_args,
+    label_names)` replaces `build_model`, e.g. to train another implementation through the same pipeline."""
     set_seed(training_args.seed)
     if training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
         raise ValueError(
@@ -464,7 +471,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
             f"labels: {data.label_names}"
         )
     set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
-    model = build_model(model_args, data.label_names)
+    model = (model_builder or build_model)(model_args, data.label_names)
     processor = PerceiverStudyImageProcessor(size={"height": model.config.image_size, "width": model.config.image_size})
     callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
     trainer = PerceiverTrainer(
@@ -483,16 +490,21 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
     return trainer, data, resume_from
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, training_args: PerceiverTrainingArguments) -> dict:
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: PerceiverTrainingArguments,
+    model_builder: Callable | None = None,
+) -> dict:
     setup_logging(training_args)
     try:
-        trainer, data, resume_from = build_trainer(model_args, data_args, training_args)
+        trainer, data, resume_from = build_trainer(model_args, data_args, training_args, model_builder)
     except (ValueError, FileNotFoundError, TypeError) as error:  # bad input, named by the message
         raise SetupError(str(error)) from error
     model = trainer.model
     logger.info(
         "training %s (%.2fM parameters) on %d images, validating on %d%s",
-        model_args.model_name_or_path or f"preset {model_args.preset}",
+        type(model).__name__ if model_builder else model_args.model_name_or_path or f"preset {model_args.preset}",
         sum(p.numel() for p in model.parameters()) / 1e6,
         len(data.train),
         len(data.validation),

@@ -1,11 +1,11 @@
-"""Smoke test of scripts/benchmark.py (no timing assertions: speed is recorded in docs, never asserted)."""
+"""Smoke test of study/benchmark.py (no timing assertions: speed is recorded in docs, never asserted)."""
 
 import json
 import subprocess
 
 import pytest
 
-from scripts.benchmark import main
+from study.benchmark import main
 
 
 def small_preset(tmp_path):

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_perceiver_study.evaluation import confusion_matrix
+from modeling_perceiver_study.evaluation import confusion_matrix, evaluate_main
 from modeling_perceiver_study.plots import sharpest_attention_maps
-from scripts.evaluate_model import main as evaluate_main
 from tests.helpers import train_tiny
 
 

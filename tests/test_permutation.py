@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_perceiver_study.permutation import (
+from study.permutation import (
     PermutedFourierPositionEncoding,
     SmallConvNet,
     permute_pixels,
@@ -69,7 +69,7 @@ def test_convnet_classifies_a_batch():
     ],
 )
 def test_permutation_script_refuses_presets_it_cannot_test(preset, message, tmp_path, capsys):
-    from scripts.permutation import main
+    from study.permutation import main
 
     assert main(["--dataset_name", str(tmp_path / "never-read"), "--preset", preset]) == 2
     assert message in capsys.readouterr().err
@@ -78,7 +78,8 @@ def test_permutation_script_refuses_presets_it_cannot_test(preset, message, tmp_
 def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_path):
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "permutation.py"),
+        "-m",
+        "study.permutation",
         "--dataset_name",
         str(synthetic_parquet),
         "--preset",
@@ -111,7 +112,7 @@ def test_permutation_script_trains_every_arm_and_resumes(synthetic_parquet, tmp_
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "permutation.py"), "--dataset_name", str(tmp_path / "absent")],
+        [sys.executable, "-m", "study.permutation", "--dataset_name", str(tmp_path / "absent")],
         cwd=ROOT,
         capture_output=True,
         text=True,

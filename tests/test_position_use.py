@@ -1,4 +1,4 @@
-"""scripts/position_use.py: the token shuffle moves whole patches, moving positions with them leaves a Perceiver's
+"""study/position_use.py: the token shuffle moves whole patches, moving positions with them leaves a Perceiver's
 output unchanged (and leaving them does not), and the command scores a trained folder."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from scripts.position_use import main as position_use_main
-from scripts.position_use import positions_moved, shuffle_tokens
+from study.position_use import main as position_use_main
+from study.position_use import positions_moved, shuffle_tokens
 from tests.helpers import tiny_model, train_tiny
 
 

@@ -7,16 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modeling_perceiver_study.report import marker_names, tables, update_document
+from study.report import marker_names, tables, update_document
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def test_docs_tables_match_the_recorded_results():
-    """Every number in a generated table of the docs is what results/ holds (run scripts/make_figures.py)."""
+    """Every number in a generated table of the docs is what results/ holds (run study/make_figures.py)."""
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_figures.py"), "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "study.make_figures", "--check"], capture_output=True, text=True, cwd=ROOT
     )
     assert completed.returncode == 0, completed.stderr
 
@@ -39,9 +39,7 @@ def test_tables_and_figures_rebuild_from_a_copy_of_results(tmp_path):
     (tmp_path / "README.md").write_text("no tables\n")
     for png in (tmp_path / "results").rglob("*.png"):
         png.unlink()
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_figures.py"), "--root", str(tmp_path)], check=True, cwd=ROOT
-    )
+    subprocess.run([sys.executable, "-m", "study.make_figures", "--root", str(tmp_path)], check=True, cwd=ROOT)
     page = (tmp_path / "docs" / "page.md").read_text()
     run = json.loads((ROOT / "results" / "cpu-small-patch2" / "metrics.json").read_text())
     assert f"{100 * run['validation']['accuracy']:.1f} %" in page
@@ -57,7 +55,8 @@ def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_pa
     output = tmp_path / "study" / "latents.json"
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "ablate_latents.py"),
+        "-m",
+        "study.ablate_latents",
         "--dataset_name",
         str(synthetic_parquet),
         "--recipe",
@@ -85,7 +84,8 @@ def test_latent_ablation_runs_train_per_count_and_keeps_their_files(synthetic_pa
 def test_a_failed_ablation_run_is_named_and_stops_the_ablation(tmp_path):
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "ablate_latents.py"),
+        "-m",
+        "study.ablate_latents",
         "--dataset_name",
         str(tmp_path / "absent"),
         "--latents",

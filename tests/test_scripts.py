@@ -18,10 +18,21 @@ def test_no_script_is_named_like_an_installed_module(script):
     assert spec is None, f"scripts/{script.name} shadows the installed module {script.stem!r} ({spec.origin})"
 
 
-@pytest.mark.parametrize("name", ["evaluate_model.py", "position_use.py"])
-def test_scripts_that_use_the_evaluate_library_start(name):
+STUDY_COMMANDS = sorted(
+    path.stem
+    for path in (REPO_ROOT / "study").glob("*.py")
+    if "__main__" in path.read_text() and path.stem != "__init__"
+)
+
+
+@pytest.mark.parametrize(
+    "command", [["scripts/evaluate_model.py"]] + [["-m", f"study.{name}"] for name in STUDY_COMMANDS], ids=" ".join
+)
+def test_every_command_starts(command):
+    """Every product script and study command (`python -m study.NAME`, from the checkout's root) parses --help, so
+    a broken import after a move fails here."""
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / name), "--help"], capture_output=True, text=True, timeout=300
+        [sys.executable, *command, "--help"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
     )
     assert result.returncode == 0, result.stderr
-    assert "--model_dir" in result.stdout
+    assert "usage" in result.stdout.lower()

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Latent-size ablation: the cpu-small recipe at a fixed training budget (epochs) for several latent counts.
 
-    python scripts/ablate_latents.py --dataset_name ../shared/data/cifar10 --latents 8 16 32 64 128 --epochs 2 \
+    python -m study.ablate_latents --dataset_name ../shared/data/cifar10 --latents 8 16 32 64 128 --epochs 2 \
         --output results/study/latents.json
 
 Each latent count is one ordinary `scripts/train.py` run (Trainer, same data split, seed, schedule, augmentation),
 with only `num_latents` changed. Runs whose folder already holds a finished run are reused, so an interrupted
 ablation continues where it stopped. The JSON holds, per latent count, validation accuracy, parameters, training
 time and throughput; each run's metrics, arguments, config and trainer_state.json are copied beside it (e.g.
-results/study/latents/latents-64/). `scripts/make_figures.py` draws it.
+results/study/latents/latents-64/). `study/make_figures.py` draws it.
 """
 
 import argparse
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = {
-        "command": "python scripts/ablate_latents.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m study.ablate_latents " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "recipe": args.recipe,
         "epochs": args.epochs,

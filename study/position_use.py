@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does a trained model use token positions, and does it underfit? Test-time diagnostics of a saved model folder.
 
-    python scripts/position_use.py --model_dir outputs/seed-convfree --dataset_name ../shared/data/cifar10
+    python -m study.position_use --model_dir outputs/seed-convfree --dataset_name ../shared/data/cifar10
 
 On the validation split the training run held out (rebuilt from its run_args.json), it scores the model on:
   natural                  the images as they are
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         "validation_accuracy": {arm: accuracy(model, images, labels, arm=arm, **score) for arm in arms},
         "training_accuracy_without_augmentation": accuracy(model, train_images, train_labels, **score),
         "training_num_samples": len(train_labels),
-        "command": " ".join(["python", "scripts/position_use.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python", "study/position_use.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     output = Path(args.output or Path(args.model_dir) / "position_use.json")
     output.parent.mkdir(parents=True, exist_ok=True)

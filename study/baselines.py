@@ -3,8 +3,12 @@
 import torch
 from torch import nn
 
-from .configuration_perceiver_study import PerceiverStudyConfig
-from .modeling_perceiver_study import FourierPositionEncoding, PerceiverStudyEncoder, eager_attention_forward
+from modeling_perceiver_study.configuration_perceiver_study import PerceiverStudyConfig
+from modeling_perceiver_study.modeling_perceiver_study import (
+    FourierPositionEncoding,
+    PerceiverStudyEncoder,
+    eager_attention_forward,
+)
 
 
 class PixelTransformer(nn.Module):

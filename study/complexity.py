@@ -2,8 +2,8 @@
 """Complexity experiment: training-step time and peak memory as the input grows, for the Perceiver and for a plain
 Transformer over the same pixel tokens (same width and depth), and as the number of latents grows.
 
-    python scripts/complexity.py --output results/complexity.json        # measure (minutes on 2 CPU cores)
-    python scripts/complexity.py --plot results/complexity.json --figure docs/figures/complexity.png
+    python -m study.complexity --output results/complexity.json        # measure (minutes on 2 CPU cores)
+    python -m study.complexity --plot results/complexity.json --figure docs/figures/complexity.png
 
 Each measurement runs in a fresh process, so its peak resident memory is its own, capped at 12 GiB (past that, the
 model is reported out of memory). `perceiver` and `transformer` use PyTorch's SDPA (memory-efficient attention), so the
@@ -24,7 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from modeling_perceiver_study.files import write_json_atomic
-from modeling_perceiver_study.plots import plot_complexity
+from study.report import plot_complexity
+
+CHECKOUT = Path(__file__).resolve().parent.parent  # `python -m study.complexity` runs from here
 
 # The architecture compared: every pixel a token, 1 cross-attend + 4 self-attends (5 layers) of width 128.
 BASE = {
@@ -63,8 +65,8 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
     import torch
 
     from modeling_perceiver_study import PerceiverStudyConfig, PerceiverStudyForImageClassification
-    from modeling_perceiver_study.baselines import PixelTransformer, sdpa_attention
     from modeling_perceiver_study.modeling_perceiver_study import eager_attention_forward
+    from study.baselines import PixelTransformer, sdpa_attention
 
     torch.manual_seed(0)
     config = PerceiverStudyConfig(**{**BASE, "num_latents": num_latents}, attn_implementation="sdpa")
@@ -113,9 +115,10 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
 
 
 def run_measurement(model_name, size, num_latents, batch, repeats, timeout) -> dict:
-    command = [sys.executable, __file__, "--measure", model_name, str(size), str(num_latents), str(batch), str(repeats)]
+    command = [sys.executable, "-m", "study.complexity", "--measure", model_name, str(size), str(num_latents)]
+    command += [str(batch), str(repeats)]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=CHECKOUT)
     except subprocess.TimeoutExpired:
         return {
             "model": model_name,

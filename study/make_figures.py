@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Rebuild every figure and generated table of the docs from the recorded results (seconds; no model, no data).
 
-    python scripts/make_figures.py            # redraw figures, rewrite the tables in the docs
-    python scripts/make_figures.py --check    # only report docs whose tables disagree with results/ (exit 1)
+    python -m study.make_figures            # redraw figures, rewrite the tables in the docs
+    python -m study.make_figures --check    # only report docs whose tables disagree with results/ (exit 1)
 
 Figures: training curves and confusion matrices of every recorded run (results/*/), and docs/figures/
 complexity.png, latents.png, permutation.png. Tables: the blocks between `<!-- generated:NAME -->` markers in
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modeling_perceiver_study.report import (
+from study.report import (
     draw_figures,
     marker_names,
     tables,
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         print("markers without a result file: " + ", ".join(unknown), file=sys.stderr)
     if args.check:
         for document in stale:
-            print(f"out of date: {document.relative_to(root)} (run python scripts/make_figures.py)", file=sys.stderr)
+            print(f"out of date: {document.relative_to(root)} (run python -m study.make_figures)", file=sys.stderr)
         return 1 if stale or unknown else 0
     for path in draw_figures(root / "results", root / "docs" / "figures"):
         print(f"drew {path.relative_to(root) if path.is_relative_to(root) else path}")

@@ -9,9 +9,9 @@ import re
 from functools import partial
 from pathlib import Path
 
-from .files import replace_atomically
-from .plots import _pyplot, plot_complexity, plot_confusion_matrix, plot_training_curves, save_figure
-from .publish import conv_stem_size
+from modeling_perceiver_study.files import replace_atomically
+from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_figure
+from modeling_perceiver_study.publish import conv_stem_size
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
 
@@ -241,7 +241,7 @@ def marker_names(text: str) -> list[str]:
 def plot_latents(path: Path, output_path: Path) -> Path:
     result = read_json(path)
     runs = result["runs"]
-    plt = _pyplot()
+    plt = pyplot()
     figure, (accuracy_axis, speed_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     counts = [run["num_latents"] for run in runs]
     accuracy_axis.semilogx(counts, [100 * run["validation_accuracy"] for run in runs], marker="o", base=2)
@@ -262,7 +262,7 @@ def plot_latents(path: Path, output_path: Path) -> Path:
 
 def plot_permutation(path: Path, output_path: Path) -> Path:
     result = read_json(path)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     for arm, run in result["arms"].items():
         epochs = [h["epoch"] for h in run["history"]]
@@ -315,3 +315,44 @@ def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     replace_atomically(path, lambda temporary: Path(temporary).write_text(text))
+
+
+def plot_complexity(results_path, figure_path) -> Path:
+    """Log-log step time and peak memory against pixel count (Perceiver and Transformers), and step time against
+    latent count, from the JSON written by `python -m study.complexity`."""
+    results = json.loads(Path(results_path).read_text())
+    figure_path = Path(figure_path)
+    plt = pyplot()
+    exponents = results["fitted_exponents"]
+    figure, (time_axis, memory_axis, latent_axis) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for model_name, marker in (("perceiver", "o"), ("transformer", "s"), ("transformer-eager", "^")):
+        rows = [r for r in results["by_input_size"] if r["model"] == model_name and "skipped" not in r]
+        key = model_name.replace("-", "_")
+        label = f"{model_name} (slope {exponents[f'{key}_time_vs_pixels']:.2f})"
+        time_axis.loglog([r["pixels"] for r in rows], [r["step_seconds"] for r in rows], marker=marker, label=label)
+        memory_label = f"{model_name} (slope {exponents[f'{key}_memory_vs_pixels']:.2f})"
+        memory_axis.loglog(
+            [r["pixels"] for r in rows], [r["peak_memory_mib"] for r in rows], marker=marker, label=memory_label
+        )
+    time_axis.set(title="Training-step time vs input size", xlabel="pixels (tokens)", ylabel="seconds")
+    memory_axis.set(title="Peak memory vs input size", xlabel="pixels (tokens)", ylabel="MiB")
+    latents = [r for r in results["by_latents"] if "skipped" not in r]
+    latent_axis.loglog(
+        [r["num_latents"] for r in latents],
+        [r["step_seconds"] for r in latents],
+        marker="o",
+        label=f"perceiver (slope {exponents['perceiver_time_vs_latents']:.2f})",
+    )
+    counts = [r["num_latents"] for r in latents]
+    latent_axis.set_xticks(counts, [str(count) for count in counts])
+    latent_axis.minorticks_off()
+    size = latents[0]["image_size"] if latents else ""
+    latent_axis.set(title=f"Step time vs latents ({size}x{size} input)", xlabel="latents N", ylabel="seconds")
+    for axis in (time_axis, memory_axis, latent_axis):
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8, loc="upper left")
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return save_figure(figure, figure_path)
+    finally:
+        plt.close(figure)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of this model against its peers at the same architecture, precision and batch.
 
-    python scripts/benchmark.py --preset seed --batch 64 --precision bf16 --output results/benchmark-cpu.json
+    python -m study.benchmark --preset seed --batch 64 --precision bf16 --output results/benchmark-cpu.json
 
 Peers: transformers' `PerceiverForImageClassificationFourier` (always) and lucidrains' `perceiver-pytorch` (when
 installed: `pip install -e ".[bench]"`). Models are timed interleaved (each repeat times every model in turn, so
@@ -25,6 +25,7 @@ import torch
 
 from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.presets import load_preset
+from study import peers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +63,6 @@ def build_transformers_peer(config):
     """transformers' Fourier-preprocessed Perceiver with our config's sizes. Differences: its preprocessor always
     uses max_resolution 224 (frequencies, not cost), and its head is a one-query cross-attention decoder instead of
     mean pooling + linear (a small share of the cost)."""
-    from transformers import PerceiverConfig, PerceiverForImageClassificationFourier
-
     if (
         config.num_fourier_bands != 64
         or config.input_patch_size != 1
@@ -71,7 +70,9 @@ def build_transformers_peer(config):
         or config.num_cross_attends != 1
     ):
         raise ValueError("the transformers peer needs 64 Fourier bands, raw pixel tokens and one cross-attend")
-    peer_config = PerceiverConfig(
+    model = peers.build_transformers_peer(
+        "fourier",
+        [str(label) for label in range(config.num_labels)],
         num_latents=config.num_latents,
         d_latents=config.latent_dim,
         num_blocks=config.num_blocks,
@@ -83,10 +84,7 @@ def build_transformers_peer(config):
         cross_attention_widening_factor=config.cross_attention_widening_factor,
         self_attention_widening_factor=config.self_attention_widening_factor,
         image_size=config.image_size,
-        num_labels=config.num_labels,
-        attention_probs_dropout_prob=0.0,
     )
-    model = PerceiverForImageClassificationFourier(peer_config)
     return model, lambda pixels, labels: model(inputs=pixels, labels=labels)
 
 
