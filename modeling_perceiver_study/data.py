@@ -86,6 +86,35 @@ def label_names(dataset_split, label_column: str) -> list[str]:
     return [str(value) for value in values]
 
 
+@dataclass
+class OpenedDataset:
+    """A dataset with its image and label columns found and its class names read."""
+
+    splits: object  # datasets.DatasetDict
+    image_column: str
+    label_column: str
+    label_names: list[str]
+
+
+def open_image_dataset(
+    dataset_name: str,
+    split: str = "train",
+    image_column: str | None = None,
+    label_column: str | None = None,
+    dataset_config_name: str | None = None,
+    cache_dir: str | None = None,
+) -> OpenedDataset:
+    """Load a dataset and resolve its columns and class names on `split`: the one way training, evaluation and the
+    study open their data, so all of them name the same columns, labels and errors."""
+    dataset = load_image_dataset(dataset_name, dataset_config_name, cache_dir)
+    if split not in dataset:
+        raise DataError(f"dataset {dataset_name!r} has no split {split!r}; its splits are {list(dataset)}")
+    columns = dataset[split].column_names
+    image_column = find_column(columns, image_column, IMAGE_COLUMN_CANDIDATES, "image", split)
+    label_column = find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "label", split)
+    return OpenedDataset(dataset, image_column, label_column, label_names(dataset[split], label_column))
+
+
 def carve_validation_split(train_split, label_column: str, fraction: float, seed: int):
     """A seeded, stratified (train, validation) pair carved from `train_split`."""
     from datasets import ClassLabel

@@ -12,14 +12,10 @@ import torch
 
 from .augment import normalize
 from .data import (
-    IMAGE_COLUMN_CANDIDATES,
-    LABEL_COLUMN_CANDIDATES,
     DataError,
     decode_split,
-    find_column,
-    label_names,
     limit_split,
-    load_image_dataset,
+    open_image_dataset,
     split_off_validation,
 )
 from .files import require_model_location, write_json_atomic
@@ -60,15 +56,17 @@ def load_evaluation_data(
     image_column=None,
     label_column=None,
 ) -> EvaluationData:
-    dataset = load_image_dataset(dataset_name)
-    source = dataset.get("train") if split == "validation" and "validation" not in dataset else dataset.get(split)
-    if source is None:
-        raise DataError(f"dataset {dataset_name!r} has no split {split!r}; its splits are {list(dataset)}")
-    image_column = find_column(source.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image", split)
-    label_column = find_column(source.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label", split)
-    names = label_names(source, label_column)
+    # The validation split is the dataset's own or, as training does, carved from train: columns are read on train.
+    opened = open_image_dataset(dataset_name, "train" if split == "validation" else split, image_column, label_column)
+    dataset, image_column, label_column, names = (
+        opened.splits,
+        opened.image_column,
+        opened.label_column,
+        opened.label_names,
+    )
+    source = dataset.get(split)
     description = f"{dataset_name} [{split}]"
-    if split == "validation" and "validation" not in dataset:
+    if source is None:  # only the validation split gets here: carve it as the training run did
         _, source = split_off_validation(dataset, label_column, train_val_split, seed)
         description = f"{dataset_name} [validation: {100 * train_val_split:g} % of train carved with seed {seed}]"
     source = limit_split(source, max_samples, seed)

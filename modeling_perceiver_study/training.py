@@ -28,16 +28,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .augment import AugmentConfig, augment_batch, normalize
 from .configuration_perceiver_study import PerceiverStudyConfig
 from .data import (
-    IMAGE_COLUMN_CANDIDATES,
-    LABEL_COLUMN_CANDIDATES,
     DataError,
     TensorImageDataset,
     collate_batch,
     decode_split,
     find_column,
-    label_names,
     limit_split,
-    load_image_dataset,
+    open_image_dataset,
     split_off_validation,
 )
 from .export import FULL_AUTO_MAP
@@ -243,17 +240,19 @@ class PreparedData:
 
 
 def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, seed: int) -> PreparedData:
-    dataset = load_image_dataset(data_args.dataset_name, data_args.dataset_config_name, data_args.cache_dir)
-    if "train" not in dataset:
-        raise DataError(f"dataset {data_args.dataset_name!r} has no 'train' split; its splits are {list(dataset)}")
-    train = dataset["train"]
-    image_column = find_column(
-        train.column_names, data_args.image_column_name, IMAGE_COLUMN_CANDIDATES, "image", "train"
+    opened = open_image_dataset(
+        data_args.dataset_name,
+        image_column=data_args.image_column_name,
+        label_column=data_args.label_column_name,
+        dataset_config_name=data_args.dataset_config_name,
+        cache_dir=data_args.cache_dir,
     )
-    label_column = find_column(
-        train.column_names, data_args.label_column_name, LABEL_COLUMN_CANDIDATES, "label", "train"
+    dataset, image_column, label_column, names = (
+        opened.splits,
+        opened.image_column,
+        opened.label_column,
+        opened.label_names,
     )
-    names = label_names(train, label_column)
     if len(names) < 2:
         raise DataError(
             f"label column {label_column!r} of {data_args.dataset_name!r} names {len(names)} class(es) {names}: a "

@@ -24,13 +24,10 @@ import torch
 
 from modeling_perceiver_study.augment import normalize
 from modeling_perceiver_study.data import (
-    IMAGE_COLUMN_CANDIDATES,
-    LABEL_COLUMN_CANDIDATES,
     DataError,
     decode_split,
-    find_column,
     limit_split,
-    load_image_dataset,
+    open_image_dataset,
     split_off_validation,
 )
 from modeling_perceiver_study.evaluation import training_split_settings
@@ -81,13 +78,9 @@ def accuracy(model, images, labels, mean, std, batch_size, bf16, arm="natural", 
 def held_out_and_training_images(model_dir, dataset_name, config, max_samples):
     """(validation images, labels), (training images, labels): the split the run carved, the rest of train."""
     seed, fraction = training_split_settings(model_dir)
-    dataset = load_image_dataset(dataset_name)
-    if "train" not in dataset:
-        raise DataError(f"dataset {dataset_name!r} has no 'train' split; its splits are {list(dataset)}")
-    columns = dataset["train"].column_names
-    image_column = find_column(columns, None, IMAGE_COLUMN_CANDIDATES, "image", "train")
-    label_column = find_column(columns, None, LABEL_COLUMN_CANDIDATES, "label", "train")
-    train, validation = split_off_validation(dataset, label_column, fraction, seed)
+    opened = open_image_dataset(dataset_name)
+    image_column, label_column = opened.image_column, opened.label_column
+    train, validation = split_off_validation(opened.splits, label_column, fraction, seed)
     decoded = []
     for name, split in (("validation", validation), ("train", train)):
         split = limit_split(split, max_samples, seed)
