@@ -37,7 +37,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 # CPU recipe's runs, GPU runs recorded from a lent device, the seed recipe's 10-epoch runs on the CPU, and the
 # convolution-free 10-epoch runs on the CPU.
 RUN_GROUPS = {
-    "training-runs": ".",
+    "training-runs": "cpu-small-cpu",
     "gpu-training-runs": "gpu",
     "seed-recipe-cpu-runs": "seed-recipe-cpu",
     "convfree-cpu-runs": "convfree-cpu",

@@ -41,9 +41,9 @@ def test_tables_and_figures_rebuild_from_a_copy_of_results(tmp_path):
         png.unlink()
     subprocess.run([sys.executable, "-m", "study.make_figures", "--root", str(tmp_path)], check=True, cwd=ROOT)
     page = (tmp_path / "docs" / "page.md").read_text()
-    run = json.loads((ROOT / "results" / "cpu-small-patch2" / "metrics.json").read_text())
+    run = json.loads((ROOT / "results" / "cpu-small-cpu" / "cpu-small-patch2" / "metrics.json").read_text())
     assert f"{100 * run['validation']['accuracy']:.1f} %" in page
-    assert (tmp_path / "results" / "cpu-small-patch2" / "training_curves.png").stat().st_size > 0
+    assert (tmp_path / "results" / "cpu-small-cpu" / "cpu-small-patch2" / "training_curves.png").stat().st_size > 0
     assert (tmp_path / "docs" / "figures" / "complexity.png").exists()
     assert set(tables(tmp_path / "results")) >= {"training-runs", "gpu-training-runs", "complexity"}
     cpu_table, gpu_table = page.split("GPU\n")
