@@ -12,7 +12,7 @@ from transformers import (
     AutoModelForImageClassification,
 )
 
-from .configuration_perceiver_study import PerceiverStudyConfig
+from .configuration_perceiver_study import AUTO_MAP, PerceiverStudyConfig
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .modeling_perceiver_study import (
     PerceiverStudyForImageClassification,
@@ -28,11 +28,10 @@ AutoModelForImageClassification.register(PerceiverStudyConfig, PerceiverStudyFor
 AutoImageProcessor.register(
     PerceiverStudyConfig, slow_image_processor_class=PerceiverStudyImageProcessor, exist_ok=True
 )
-# `save_pretrained` copies the code files and records these in `auto_map` for trust_remote_code loading.
-PerceiverStudyConfig.register_for_auto_class("AutoConfig")
-PerceiverStudyModel.register_for_auto_class("AutoModel")
-PerceiverStudyForImageClassification.register_for_auto_class("AutoModelForImageClassification")
-PerceiverStudyImageProcessor.register_for_auto_class("AutoImageProcessor")
+# `save_pretrained` copies the code files of classes registered for an Auto class (for trust_remote_code loading).
+for _auto_class, _target in AUTO_MAP.items():
+    globals()[_target.split(".")[1]].register_for_auto_class(_auto_class)
+del _auto_class, _target
 
 __all__ = [
     "PerceiverStudyConfig",

@@ -9,11 +9,13 @@ POOLING_MODES = ("mean", "max")
 INPUT_STEMS = ("patches", "conv")
 HIDDEN_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
-# The Auto classes a saved model folder answers to (see `PerceiverStudyConfig.auto_map`).
-MODEL_AUTO_MAP = {
+# The Auto classes a saved model folder answers to, and the code file and class each loads (trust_remote_code).
+# The one source: the config records it, the package registers its classes from it, saving writes it.
+AUTO_MAP = {
     "AutoConfig": "configuration_perceiver_study.PerceiverStudyConfig",
     "AutoModel": "modeling_perceiver_study.PerceiverStudyModel",
     "AutoModelForImageClassification": "modeling_perceiver_study.PerceiverStudyForImageClassification",
+    "AutoImageProcessor": "image_processing_perceiver_study.PerceiverStudyImageProcessor",
 }
 
 
@@ -141,7 +143,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if getattr(self, "auto_map", None) is None:
-            self.auto_map = dict(MODEL_AUTO_MAP)
+            self.auto_map = dict(AUTO_MAP)
         self.validate_fields()
 
     # Derived sizes (never stored, so they cannot disagree with the fields they come from).

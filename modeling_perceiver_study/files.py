@@ -53,3 +53,16 @@ def require_model_location(name_or_path: str) -> None:
     slashes = text.count("/")
     if text.startswith((".", "/", "~")) or slashes > 1 or (slashes == 1 and path.parent.is_dir()):
         raise FileNotFoundError(f"model folder {name_or_path} does not exist")
+
+
+def read_json(path):
+    """The JSON in `path`; a file that is not JSON is named in the error (ValueError)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def percent(value: float, decimals: int = 1) -> str:
+    """A fraction as a percentage, `0.6768` -> `67.7 %`: docs use one decimal, the model card two."""
+    return f"{100 * value:.{decimals}f} %"

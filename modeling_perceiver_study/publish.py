@@ -2,7 +2,6 @@
 card from the run's own files, then upload everything in one commit."""
 
 import argparse
-import json
 import shutil
 import string
 import sys
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .export import CODE_FILES
-from .files import shipped_path
+from .files import percent, read_json, shipped_path
 
 MODEL_CARD_TEMPLATE = shipped_path("model_card.md")
 
@@ -55,17 +54,6 @@ def check_model_folder(model_dir) -> Path:
             "scripts/train.py run"
         )
     return model_dir
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise PublishError(f"{path} is not valid JSON: {error}") from error
-
-
-def percent(value) -> str:
-    return f"{100 * value:.2f} %"
 
 
 def conv_stem_size(config: dict) -> str:
@@ -173,9 +161,9 @@ def results_table(metrics: dict) -> str:
     for split in ("validation", "test"):
         scores = metrics.get(split)
         if scores and "accuracy" in scores:
-            rows.append(f"| {split} | {scores.get('num_samples', '')} | {percent(scores['accuracy'])} |")
+            rows.append(f"| {split} | {scores.get('num_samples', '')} | {percent(scores['accuracy'], decimals=2)} |")
     if metrics.get("best_validation_accuracy") is not None:
-        rows.append(f"| validation, best epoch | | {percent(metrics['best_validation_accuracy'])} |")
+        rows.append(f"| validation, best epoch | | {percent(metrics['best_validation_accuracy'], decimals=2)} |")
     return "\n".join(["| split | images | accuracy |", "|---|---|---|", *rows])
 
 
@@ -248,7 +236,7 @@ def render_model_card(model_dir, repo_id: str, dataset_id: str | None = None, te
     dataset_id = resolve_dataset_id(run_dataset, labels, dataset_id)
     validation = metrics.get("validation", {})
     headline = (
-        f"It reaches **{percent(validation['accuracy'])}** accuracy on a held-out validation split"
+        f"It reaches **{percent(validation['accuracy'], decimals=2)}** accuracy on a held-out validation split"
         if "accuracy" in validation
         else "No validation accuracy was recorded for this run"
     )
@@ -397,7 +385,7 @@ def push_main(argv=None) -> int:
             revision=args.revision,
             commit_message=args.commit_message,
         )
-    except PublishError as error:
+    except (PublishError, ValueError) as error:  # ValueError: a run file that is not JSON, named
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"published {args.repo_id} in one commit: {getattr(commit, 'commit_url', commit)}")

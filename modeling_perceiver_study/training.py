@@ -37,7 +37,7 @@ from .data import (
     open_image_dataset,
     split_off_validation,
 )
-from .export import FULL_AUTO_MAP
+from .export import complete_auto_map
 from .files import SHIPPED_ROOT, require_model_location, shipped_path, write_json_atomic
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
@@ -342,8 +342,7 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
         if names is not None and old_names != names:
             logger.info("label set differs from the checkpoint's %s: new head for %s", old_names, names)
             replace_classifier(model, names)
-    model.config.auto_map = dict(FULL_AUTO_MAP)
-    return model
+    return complete_auto_map(model)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ import math
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from safetensors import safe_open
 
 from modeling_perceiver_study.files import write_json_atomic
+from study.records import run_record
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FILES = ("metrics.json", "run_args.json", "trainer_state.json", "config.json")  # kept; the weights are not
@@ -102,8 +102,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = {
-        "command": "python -m study.ablate_latents " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        **run_record("study.ablate_latents", argv),
         "recipe": args.recipe,
         "epochs": args.epochs,
         "runs": rows,

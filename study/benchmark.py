@@ -12,13 +12,11 @@ Training throughput counts forward, backward and an AdamW step; inference counts
 import argparse
 import importlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ import torch
 from modeling_perceiver_study import PerceiverStudyForImageClassification
 from modeling_perceiver_study.presets import load_preset
 from study import peers
+from study.records import machine, run_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,13 +237,9 @@ def main(argv=None) -> int:
     }
     ours = medians["perceiver_study"]
     results = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+        **run_record("study.benchmark", argv),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else machine(),
         "commit": git_commit(),
-        "torch": torch.__version__,
         "preset": args.preset,
         "batch": args.batch,
         "precision": args.precision,

@@ -13,17 +13,15 @@ attention does, and shows where that runs out of memory.
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from modeling_perceiver_study.files import write_json_atomic
+from study.records import run_record
 from study.report import plot_complexity
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # `python -m study.complexity` runs from here
@@ -169,10 +167,7 @@ def run_all(args) -> dict:
         return [(r["pixels"], r.get(key)) for r in rows if r["model"] == model_name and "skipped" not in r]
 
     return {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
-        "torch": torch.__version__,
+        **run_record("study.complexity"),
         "threads": torch.get_num_threads(),
         "architecture": BASE,
         "measure": "forward + backward of one training batch (no optimizer), median of repeats after a warm-up",

@@ -28,7 +28,6 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -42,6 +41,7 @@ from modeling_perceiver_study.image_processing_perceiver_study import CIFAR10_ME
 from modeling_perceiver_study.modeling_perceiver_study import FourierPositionEncoding
 from modeling_perceiver_study.presets import load_preset
 from modeling_perceiver_study.training import DataArguments, prepare_data
+from study.records import run_record
 
 
 def pixel_permutation(height: int, width: int, seed: int) -> torch.Tensor:
@@ -175,15 +175,17 @@ def train_and_evaluate(model, train, validation, order, loop: LoopConfig, mean, 
     }
 
 
-ARMS = (
-    "perceiver",
-    "perceiver-permuted",
-    "perceiver-permuted-grid",
-    "convnet",
-    "convnet-permuted",
-    "perceiver-patches",
-    "perceiver-patches-permuted",
-)
+# Every arm, in the order it runs and is reported, with the label of the docs' table (the recorded run used the
+# cpu-small-2x2 preset, whose tokens are 2 x 2-pixel patches).
+ARMS = {
+    "perceiver": "Perceiver, pixels in natural order",
+    "perceiver-permuted": "Perceiver, pixels permuted, positions moved with them",
+    "perceiver-permuted-grid": "Perceiver, pixels permuted, positions left on the grid",
+    "convnet": "ConvNet, natural order",
+    "convnet-permuted": "ConvNet, pixels permuted",
+    "perceiver-patches": "Perceiver, 2 x 2-pixel patch tokens, natural order",
+    "perceiver-patches-permuted": "Perceiver, 2 x 2-pixel patch tokens, pixels permuted",
+}
 
 
 def build_arm(arm: str, preset: str, order: torch.Tensor):
@@ -246,9 +248,7 @@ def main(argv=None) -> int:
         results[arm] = train_and_evaluate(model, train, validation, arm_order, loop, CIFAR10_MEAN, CIFAR10_STD)
         write_json_atomic(arm_path, results[arm])
     summary = {
-        "command": "python -m study.permutation " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **run_record("study.permutation", argv),
         "threads": torch.get_num_threads(),
         "loop": asdict(loop),
         "preset": args.preset,

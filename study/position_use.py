@@ -32,6 +32,7 @@ from modeling_perceiver_study.data import (
 )
 from modeling_perceiver_study.evaluation import training_split_settings
 from modeling_perceiver_study.files import require_model_location, write_json_atomic
+from study.records import run_record
 
 
 def shuffle_tokens(images: torch.Tensor, patch_size: int, order: torch.Tensor) -> torch.Tensor:
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
         "validation_accuracy": {arm: accuracy(model, images, labels, arm=arm, **score) for arm in arms},
         "training_accuracy_without_augmentation": accuracy(model, train_images, train_labels, **score),
         "training_num_samples": len(train_labels),
-        "command": " ".join(["python", "study/position_use.py", *(argv if argv is not None else sys.argv[1:])]),
+        **run_record("study.position_use", argv),
     }
     output = Path(args.output or Path(args.model_dir) / "position_use.json")
     output.parent.mkdir(parents=True, exist_ok=True)

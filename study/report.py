@@ -9,19 +9,12 @@ import re
 from functools import partial
 from pathlib import Path
 
-from modeling_perceiver_study.files import replace_atomically
+from modeling_perceiver_study.files import percent, read_json, replace_atomically
 from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_figure
 from modeling_perceiver_study.publish import conv_stem_size
+from study.permutation import ARMS as PERMUTATION_ARMS
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
-
-
-def percent(value) -> str:
-    return f"{100 * value:.1f} %"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -92,17 +85,6 @@ def latents_table(path: Path) -> str:
     ]
     header = ["latents N", "parameters", "training images/s", "training time", "validation accuracy"]
     return markdown_table(header, rows)
-
-
-PERMUTATION_ARMS = {
-    "perceiver": "Perceiver, pixels in natural order",
-    "perceiver-permuted": "Perceiver, pixels permuted, positions moved with them",
-    "perceiver-permuted-grid": "Perceiver, pixels permuted, positions left on the grid",
-    "convnet": "ConvNet, natural order",
-    "convnet-permuted": "ConvNet, pixels permuted",
-    "perceiver-patches": "Perceiver, 2 x 2-pixel patch tokens, natural order",
-    "perceiver-patches-permuted": "Perceiver, 2 x 2-pixel patch tokens, pixels permuted",
-}
 
 
 def permutation_table(path: Path) -> str:
