@@ -91,7 +91,7 @@ class FourierPositionEncoding(nn.Module):
     """Turns an image into input tokens: its pixels (or p x p patches), each with Fourier features of its position
     appended, for whatever H x W the input has (no interpolation)."""
 
-    def __init__(self, num_bands: int, max_resolution: int, patch_size: int = 1):
+    def __init__(self, *, num_bands: int, max_resolution: int, patch_size: int = 1):
         super().__init__()
         self.patch_size = patch_size
         self.num_bands = num_bands
@@ -128,7 +128,7 @@ class PerceiverStudyConvStem(nn.Module):
     features instead of raw pixel values. The stride-1 layers run at the token grid, where they are cheapest.
     """
 
-    def __init__(self, in_channels: int, channels: int, patch_size: int, num_layers: int):
+    def __init__(self, *, in_channels: int, channels: int, patch_size: int, num_layers: int):
         super().__init__()
         num_downsamples = patch_size.bit_length() - 1  # log2(p)
         layers = []
@@ -205,7 +205,18 @@ class PerceiverStudyAttention(nn.Module):
 
     is_causal = False  # read by transformers' SDPA / flash attention functions
 
-    def __init__(self, q_dim, kv_dim, qk_dim, v_dim, out_dim, num_heads, attention_dropout, bias=True):
+    def __init__(
+        self,
+        *,
+        q_dim: int,
+        kv_dim: int,
+        qk_dim: int,
+        v_dim: int,
+        out_dim: int,
+        num_heads: int,
+        attention_dropout: float = 0.0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.qk_head_dim = qk_dim // num_heads
@@ -242,7 +253,7 @@ class PerceiverStudyAttention(nn.Module):
 
 
 class PerceiverStudyMLP(nn.Module):
-    def __init__(self, dim, widening_factor, activation):
+    def __init__(self, *, dim: int, widening_factor: int, activation: str):
         super().__init__()
         self.fc1 = nn.Linear(dim, dim * widening_factor)
         self.act = ACT2FN[activation]
@@ -266,28 +277,36 @@ class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
 
     def __init__(
         self,
-        latent_dim,
-        input_dim,
-        qk_dim,
-        v_dim,
-        num_heads,
-        widening_factor,
-        activation,
-        dropout,
-        attention_dropout,
-        layer_norm_eps,
-        use_query_residual=True,
-        bias=True,
+        *,
+        latent_dim: int,
+        input_dim: int,
+        qk_dim: int,
+        v_dim: int,
+        num_heads: int,
+        widening_factor: int,
+        activation: str,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        use_query_residual: bool = True,
+        bias: bool = True,
     ):
         super().__init__()
         self.use_query_residual = use_query_residual
         self.latents_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
         self.inputs_norm = nn.LayerNorm(input_dim, eps=layer_norm_eps)
         self.attention = PerceiverStudyAttention(
-            latent_dim, input_dim, qk_dim, v_dim, latent_dim, num_heads, attention_dropout, bias
+            q_dim=latent_dim,
+            kv_dim=input_dim,
+            qk_dim=qk_dim,
+            v_dim=v_dim,
+            out_dim=latent_dim,
+            num_heads=num_heads,
+            attention_dropout=attention_dropout,
+            bias=bias,
         )
         self.mlp_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
-        self.mlp = PerceiverStudyMLP(latent_dim, widening_factor, activation)
+        self.mlp = PerceiverStudyMLP(dim=latent_dim, widening_factor=widening_factor, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
     def project_inputs(self, pixels, positions):
@@ -313,24 +332,32 @@ class PerceiverStudySelfAttentionLayer(GradientCheckpointingLayer):
 
     def __init__(
         self,
-        latent_dim,
-        qk_dim,
-        v_dim,
-        num_heads,
-        widening_factor,
-        activation,
-        dropout,
-        attention_dropout,
-        layer_norm_eps,
-        bias=True,
+        *,
+        latent_dim: int,
+        qk_dim: int,
+        v_dim: int,
+        num_heads: int,
+        widening_factor: int,
+        activation: str,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
     ):
         super().__init__()
         self.attention_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
         self.attention = PerceiverStudyAttention(
-            latent_dim, latent_dim, qk_dim, v_dim, latent_dim, num_heads, attention_dropout, bias
+            q_dim=latent_dim,
+            kv_dim=latent_dim,
+            qk_dim=qk_dim,
+            v_dim=v_dim,
+            out_dim=latent_dim,
+            num_heads=num_heads,
+            attention_dropout=attention_dropout,
+            bias=bias,
         )
         self.mlp_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
-        self.mlp = PerceiverStudyMLP(latent_dim, widening_factor, activation)
+        self.mlp = PerceiverStudyMLP(dim=latent_dim, widening_factor=widening_factor, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, latents, attention_fn, drop_prob=0.0):
@@ -373,33 +400,33 @@ class PerceiverStudyEncoder(nn.Module):
     @staticmethod
     def cross_attention_layer(config):
         return PerceiverStudyCrossAttentionLayer(
-            config.latent_dim,
-            config.input_dim,
-            config.resolved_cross_attention_qk_dim,
-            config.resolved_cross_attention_v_dim,
-            config.num_cross_attention_heads,
-            config.cross_attention_widening_factor,
-            config.hidden_act,
-            config.hidden_dropout_prob,
-            config.attention_probs_dropout_prob,
-            config.layer_norm_eps,
-            config.use_query_residual,
-            config.qkv_bias,
+            latent_dim=config.latent_dim,
+            input_dim=config.input_dim,
+            qk_dim=config.resolved_cross_attention_qk_dim,
+            v_dim=config.resolved_cross_attention_v_dim,
+            num_heads=config.num_cross_attention_heads,
+            widening_factor=config.cross_attention_widening_factor,
+            activation=config.hidden_act,
+            dropout=config.hidden_dropout_prob,
+            attention_dropout=config.attention_probs_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            use_query_residual=config.use_query_residual,
+            bias=config.qkv_bias,
         )
 
     @staticmethod
     def self_attention_layer(config):
         return PerceiverStudySelfAttentionLayer(
-            config.latent_dim,
-            config.resolved_self_attention_qk_dim,
-            config.resolved_self_attention_v_dim,
-            config.num_self_attention_heads,
-            config.self_attention_widening_factor,
-            config.hidden_act,
-            config.hidden_dropout_prob,
-            config.attention_probs_dropout_prob,
-            config.layer_norm_eps,
-            config.qkv_bias,
+            latent_dim=config.latent_dim,
+            qk_dim=config.resolved_self_attention_qk_dim,
+            v_dim=config.resolved_self_attention_v_dim,
+            num_heads=config.num_self_attention_heads,
+            widening_factor=config.self_attention_widening_factor,
+            activation=config.hidden_act,
+            dropout=config.hidden_dropout_prob,
+            attention_dropout=config.attention_probs_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            bias=config.qkv_bias,
         )
 
     def cross_attend_for_block(self, block_index: int):
@@ -503,16 +530,20 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
 
     def __init__(self, config: PerceiverStudyConfig):
         super().__init__(config)
+        # The config checked its fields when built; a config is mutable (`config.num_latents = 0`), so the model
+        # checks again rather than fail deep inside torch.
         config.validate_fields()
         self.position_encoding = FourierPositionEncoding(
-            config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
+            num_bands=config.num_fourier_bands,
+            max_resolution=config.resolved_fourier_max_resolution,
+            patch_size=config.input_patch_size,
         )
         self.conv_stem = (
             PerceiverStudyConvStem(
-                config.num_channels,
-                config.conv_stem_channels,
-                config.input_patch_size,
-                config.resolved_conv_stem_layers,
+                in_channels=config.num_channels,
+                channels=config.conv_stem_channels,
+                patch_size=config.input_patch_size,
+                num_layers=config.resolved_conv_stem_layers,
             )
             if config.input_stem == "conv"
             else None

@@ -21,7 +21,9 @@ class PixelTransformer(nn.Module):
         if config.input_stem != "patches":
             raise ValueError(f"PixelTransformer reads raw pixel tokens; input_stem {config.input_stem!r} is not built")
         self.position_encoding = FourierPositionEncoding(
-            config.num_fourier_bands, config.resolved_fourier_max_resolution, config.input_patch_size
+            num_bands=config.num_fourier_bands,
+            max_resolution=config.resolved_fourier_max_resolution,
+            patch_size=config.input_patch_size,
         )
         self.embed = nn.Linear(config.input_dim, config.latent_dim)
         depth = config.num_cross_attends + config.num_blocks * config.num_self_attends_per_block

@@ -63,7 +63,7 @@ class PermutedFourierPositionEncoding(FourierPositionEncoding):
     def __init__(self, encoding: FourierPositionEncoding, order: torch.Tensor):
         if encoding.patch_size != 1:
             raise ValueError(f"positions can follow permuted pixels only for pixel tokens, not {encoding.patch_size}")
-        super().__init__(encoding.num_bands, encoding.max_resolution, patch_size=1)
+        super().__init__(num_bands=encoding.num_bands, max_resolution=encoding.max_resolution, patch_size=1)
         self.order = order
 
     def features(self, height, width, device, dtype):

@@ -2,6 +2,7 @@
 `trust_remote_code` in a fresh process where this package cannot be imported."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,3 +106,39 @@ def test_new_head_on_purpose_and_base_model_from_a_classifier_load(tmp_path):
     assert model.classifier.out_features == 3
     base = PerceiverStudyModel.from_pretrained(tmp_path)  # leaves the classifier's weights behind
     assert base.latents.shape == (8, 32)
+
+
+OLD_FOLDER = Path(__file__).parent / "fixtures" / "model-folder-2026-11-30"
+
+
+def expected_old_logits():
+    expected = json.loads((OLD_FOLDER / "expected_logits.json").read_text())
+    torch.manual_seed(expected["seed"])
+    return torch.randn(*expected["shape"]), torch.tensor(expected["logits"])
+
+
+def test_a_folder_saved_by_an_earlier_version_loads_with_the_package():
+    """A tiny model folder saved by commit 0965c5f (before the package's layout changed) loads through the Auto
+    classes with today's package and gives the logits recorded when it was saved."""
+    pixels, expected = expected_old_logits()
+    model = AutoModelForImageClassification.from_pretrained(OLD_FOLDER).eval()
+    assert type(model).__module__ == "modeling_perceiver_study.modeling_perceiver_study"
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_folder_saved_by_an_earlier_version_loads_without_the_package(tmp_path):
+    """The same folder with its own code files (trust_remote_code), in a process where the package is absent."""
+    pixels, expected = expected_old_logits()
+    code = f"""
+        import json, torch
+        from transformers import AutoModelForImageClassification
+        model = AutoModelForImageClassification.from_pretrained({str(OLD_FOLDER)!r}, trust_remote_code=True).eval()
+        torch.manual_seed({json.loads((OLD_FOLDER / "expected_logits.json").read_text())["seed"]})
+        with torch.no_grad():
+            print(json.dumps(model(torch.randn(2, 3, 32, 32)).logits.tolist()))
+        """
+    output = run_without_package(code, env_extra={"HF_MODULES_CACHE": str(tmp_path / "modules")})
+    torch.testing.assert_close(
+        torch.tensor(json.loads(output.strip().splitlines()[-1])), expected, atol=1e-5, rtol=1e-5
+    )
