@@ -122,6 +122,13 @@ class PerceiverTrainingArguments(TrainingArguments):
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup: steps, or a ratio of all steps if < 1."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: batches are built here."})
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter is used."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in output_dir: ignore its checkpoints and replace a finished run there. Without it, "
+            "a rerun resumes from the last checkpoint when its settings match, and refuses when they differ."
+        },
+    )
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training (after a final evaluation and checkpoint) past this budget."}
     )
@@ -136,6 +143,21 @@ class PerceiverTrainer(Trainer):
         self.image_mean, self.image_std = image_mean, image_std
         if augment_config.mixes:
             self.label_smoother = None  # smoothing is folded into mixup/cutmix's soft targets instead
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """Trainer's save, without `training_args.bin`: a pickle nothing here reads back, which would keep a
+        `--hub_token` in clear (run_args.json records the arguments, with tokens masked)."""
+        super()._save(output_dir, state_dict)
+        Path(output_dir or self.args.output_dir, "training_args.bin").unlink(missing_ok=True)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluation sees every image: `dataloader_drop_last` (which keeps a compiled training step's shapes static)
+        applies to training only; Trainer would otherwise drop the last partial batch of the validation set too."""
+        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.args.dataloader_drop_last = drop_last
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
@@ -349,16 +371,30 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
 # Checkpoints
 
 
-def is_complete_checkpoint(path: Path) -> bool:
-    """The Trainer writes `trainer_state.json` last: its presence (and the weights) mark a finished checkpoint."""
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` cannot be resumed from, or None. The Trainer writes `trainer_state.json` last, so its presence
+    marks a checkpoint whose saving finished; the weights must also open (a truncated file does not)."""
+    from safetensors import SafetensorError, safe_open
+
     state = path / "trainer_state.json"
-    if not state.is_file() or not any(path.glob("model*.safetensors")):
-        return False
+    weights = sorted(path.glob("model*.safetensors"))
+    if not state.is_file() or not weights:
+        return "interrupted while saving: no trainer_state.json or no weights"
     try:
         json.loads(state.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-    return True
+    except (json.JSONDecodeError, OSError) as error:
+        return f"trainer_state.json does not read ({error})"
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            return f"{file.name} does not load ({error})"
+    return None
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    return checkpoint_problem(path) is None
 
 
 def last_complete_checkpoint(output_dir: str) -> Path | None:
@@ -371,16 +407,20 @@ def last_complete_checkpoint(output_dir: str) -> Path | None:
         reverse=True,
     )
     for path in checkpoints:
-        if is_complete_checkpoint(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
-        logger.warning("ignoring incomplete checkpoint %s (interrupted while saving)", path)
+        logger.warning("skipping checkpoint %s: %s", path, problem)
     return None
 
 
 def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """An explicit --resume_from_checkpoint must be a complete checkpoint; otherwise resume from the last one."""
+    """An explicit --resume_from_checkpoint must be a complete checkpoint; `false` or --overwrite_output_dir start
+    over; otherwise resume from the last complete checkpoint, if any."""
     explicit = training_args.resume_from_checkpoint
-    if explicit not in (None, "", "False", "false"):
+    if getattr(training_args, "overwrite_output_dir", False) or explicit in ("False", "false"):
+        return None
+    if explicit not in (None, ""):
         if explicit in ("True", "true"):
             found = last_complete_checkpoint(training_args.output_dir)
             if found is None:
@@ -389,16 +429,96 @@ def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
         path = Path(explicit)
         if not path.is_dir():
             raise FileNotFoundError(f"--resume_from_checkpoint {explicit}: no such checkpoint folder")
-        if not is_complete_checkpoint(path):
+        problem = checkpoint_problem(path)
+        if problem is not None:
             raise ValueError(
-                f"--resume_from_checkpoint {explicit}: not a complete checkpoint (needs trainer_state.json and "
-                f"model weights; found {sorted(p.name for p in path.iterdir())})"
+                f"--resume_from_checkpoint {explicit}: not a usable checkpoint, {problem} (found "
+                f"{sorted(p.name for p in path.iterdir())})"
             )
         return str(path)
     found = last_complete_checkpoint(training_args.output_dir)
     if found is not None:
         logger.info("resuming from %s", found)
     return str(found) if found else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reruns into an output_dir that already holds a run
+
+# The training arguments a run's weights depend on (a different logging interval or evaluation batch does not make
+# another run). Model and data arguments all count.
+RESULT_DEFINING_TRAINING_ARGS = (
+    "num_train_epochs",
+    "max_steps",
+    "max_train_minutes",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "optim",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "label_smoothing_factor",
+    "seed",
+    "data_seed",
+    "bf16",
+    "fp16",
+    "dataloader_drop_last",
+)
+
+
+def run_settings(run_args: dict) -> dict:
+    """`run_args.json`'s content reduced to what defines the run, flattened to `section.name` keys."""
+    settings = {f"{section}.{key}": value for section in ("model", "data") for key, value in run_args[section].items()}
+    training = run_args["training"]
+    settings.update({f"training.{key}": training.get(key) for key in RESULT_DEFINING_TRAINING_ARGS})
+    return json.loads(json.dumps(settings, default=str))  # as run_args.json holds them
+
+
+def current_run_args(model_args, data_args, training_args) -> dict:
+    return {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()}
+
+
+class RunAlreadyFinished(Exception):
+    """The output_dir holds a finished run of these very settings: a rerun is a no-op."""
+
+    def __init__(self, metrics: dict):
+        super().__init__("finished run")
+        self.metrics = metrics
+
+
+def check_previous_run(model_args, data_args, training_args) -> None:
+    """A rerun into an output_dir with a run in it (finished: metrics.json; started: run_args.json) must be the same
+    run: then a finished one is left untouched (RunAlreadyFinished) and an unfinished one resumes. Other settings are
+    refused, naming what differs; --overwrite_output_dir starts over."""
+    output_dir = Path(training_args.output_dir)
+    if training_args.overwrite_output_dir or not (output_dir / "run_args.json").is_file():
+        return
+    try:
+        recorded = run_settings(json.loads((output_dir / "run_args.json").read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{output_dir / 'run_args.json'} is not a run record ({error}): pass --overwrite_output_dir to start over"
+        ) from error
+    current = run_settings(current_run_args(model_args, data_args, training_args))
+    differences = [
+        f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now"
+        for key in sorted(set(recorded) | set(current))
+        if recorded.get(key) != current.get(key) and key != "training.output_dir"
+    ]
+    finished = (output_dir / "metrics.json").is_file()
+    if differences:
+        raise ValueError(
+            f"output_dir {output_dir} holds {'a finished' if finished else 'an unfinished'} run with other settings ("
+            + "; ".join(differences)
+            + "). Pass --overwrite_output_dir to start over there, or choose another --output_dir"
+        )
+    if finished:
+        raise RunAlreadyFinished(json.loads((output_dir / "metrics.json").read_text()))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -459,6 +579,7 @@ def build_trainer(
         mix_probability=data_args.mix_probability,
         label_smoothing=training_args.label_smoothing_factor,
     )
+    check_previous_run(model_args, data_args, training_args)
     resume_from = resolve_resume_checkpoint(training_args)
     config = build_model(model_args, config_only=True)
     with training_args.main_process_first(desc="load and decode the dataset"):
@@ -467,6 +588,13 @@ def build_trainer(
         raise DataError(
             f"--num_labels {model_args.num_labels} disagrees with the dataset, which has {len(data.label_names)} "
             f"labels: {data.label_names}"
+        )
+    global_batch = training_args.per_device_train_batch_size * max(training_args.world_size, 1)
+    if training_args.dataloader_drop_last and len(data.train) < global_batch:
+        raise DataError(
+            f"the training split has {len(data.train)} images, fewer than one batch ({global_batch}), and "
+            "--dataloader_drop_last drops the partial batch: no step would run. Lower --per_device_train_batch_size "
+            "or pass --dataloader_drop_last false"
         )
     set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
     model = (model_builder or build_model)(model_args, data.label_names)
@@ -497,8 +625,22 @@ def train(
     setup_logging(training_args)
     try:
         trainer, data, resume_from = build_trainer(model_args, data_args, training_args, model_builder)
+    except RunAlreadyFinished as finished:
+        logger.info(
+            "%s holds a finished run of these settings: nothing to do, every file left as it is "
+            "(--overwrite_output_dir trains it again)",
+            training_args.output_dir,
+        )
+        return finished.metrics
     except (ValueError, FileNotFoundError, TypeError) as error:  # bad input, named by the message
         raise SetupError(str(error)) from error
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if training_args.overwrite_output_dir:  # the old run's record goes; its weights are replaced at the end
+            (output_dir / "metrics.json").unlink(missing_ok=True)
+        # Written at the start, so a rerun can tell whether it continues this run (see check_previous_run).
+        write_json_atomic(output_dir / "run_args.json", current_run_args(model_args, data_args, training_args))
     model = trainer.model
     logger.info(
         "training %s (%.2fM parameters) on %d images, validating on %d%s",
@@ -534,10 +676,7 @@ def train(
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         write_json_atomic(output_dir / "metrics.json", metrics)
-        write_json_atomic(
-            output_dir / "run_args.json",
-            {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
-        )
+        write_json_atomic(output_dir / "run_args.json", current_run_args(model_args, data_args, training_args))
         plot_training_curves(output_dir / "trainer_state.json", output_dir / "training_curves.png")
         logger.info("validation accuracy %.4f; model folder ready in %s", metrics["validation"]["accuracy"], output_dir)
     return metrics

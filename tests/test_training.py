@@ -170,7 +170,7 @@ def test_broken_checkpoint_is_refused(synthetic_parquet, tmp_path):
     broken = tmp_path / "checkpoint-3"
     broken.mkdir()
     (broken / "trainer_state.json").write_text("{ not json")
-    with pytest.raises(SetupError, match="not a complete checkpoint"):
+    with pytest.raises(SetupError, match="not a usable checkpoint, interrupted while saving"):
         train_tiny(synthetic_parquet, tmp_path / "run", "--resume_from_checkpoint", str(broken))
 
 
@@ -301,3 +301,77 @@ def test_flags_that_would_train_nothing_or_silently_switch_off_are_refused(synth
     with pytest.raises(SetupError, match=message):
         train_tiny(synthetic_parquet, tmp_path / "run", *flags)
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_drop_last_drops_training_batches_but_never_validation_images(synthetic_parquet, tmp_path):
+    """`--dataloader_drop_last` keeps compiled training shapes static; the validation set is still scored whole,
+    even when it is smaller than one evaluation batch."""
+    metrics = train_tiny(
+        synthetic_parquet,
+        tmp_path / "run",
+        "--num_train_epochs",
+        "1",
+        "--dataloader_drop_last",
+        "true",
+        "--per_device_eval_batch_size",
+        "1000",
+    )
+    assert metrics["validation"]["num_samples"] == 24 and 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+
+
+def test_a_training_split_smaller_than_one_dropped_batch_is_refused(synthetic_parquet, tmp_path):
+    with pytest.raises(SetupError, match=r"training split has 72 images, fewer than one batch \(256\)"):
+        train_tiny(
+            synthetic_parquet, tmp_path, "--per_device_train_batch_size", "256", "--dataloader_drop_last", "true"
+        )
+
+
+def folder_snapshot(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_rerun_into_a_finished_run_is_a_no_op_or_refused_naming_what_differs(synthetic_parquet, tmp_path):
+    run = tmp_path / "run"
+    first = train_tiny(synthetic_parquet, run, "--num_train_epochs", "1")
+    before = folder_snapshot(run)
+    assert not any(path.name == "training_args.bin" for path in before)  # a pickle that could hold a token
+
+    assert train_tiny(synthetic_parquet, run, "--num_train_epochs", "1") == first  # same command: nothing to do
+    assert folder_snapshot(run) == before
+
+    with pytest.raises(SetupError, match=r"finished run with other settings \(training.learning_rate: 0.003 there, "):
+        train_tiny(synthetic_parquet, run, "--num_train_epochs", "1", "--learning_rate", "1e-3")
+    # A changed architecture is named before any weights are loaded (not a size-mismatch traceback).
+    with pytest.raises(SetupError, match=r"model.config_overrides: None there, 'num_latents=4' now.*overwrite_output"):
+        train_tiny(synthetic_parquet, run, "--num_train_epochs", "1", "--config_overrides", "num_latents=4")
+    assert folder_snapshot(run) == before
+
+    again = train_tiny(synthetic_parquet, run, "--num_train_epochs", "1", "--learning_rate", "1e-3",
+                       "--overwrite_output_dir", "true")  # fmt: skip
+    assert json.loads((run / "run_args.json").read_text())["training"]["learning_rate"] == 1e-3
+    assert again["train"]["train_loss"] != first["train"]["train_loss"]
+
+
+def test_a_checkpoint_whose_weights_do_not_load_is_skipped_for_the_one_before(synthetic_parquet, tmp_path):
+    straight = train_tiny(synthetic_parquet, tmp_path / "straight", "--save_total_limit", "3")
+    run = tmp_path / "crashed"
+    train_tiny(synthetic_parquet, run, "--save_total_limit", "3")
+    (run / "metrics.json").unlink()  # as if the process died after its last checkpoint
+    newest = max(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated, e.g. by a full disk
+
+    resumed = train_tiny(synthetic_parquet, run, "--save_total_limit", "3")
+    assert resumed["validation"]["accuracy"] == straight["validation"]["accuracy"]
+    expected, got = load_file(tmp_path / "straight" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_resume_from_checkpoint_false_starts_over(synthetic_parquet, tmp_path):
+    run = tmp_path / "run"
+    train_tiny(synthetic_parquet, run)
+    (run / "metrics.json").unlink()
+    metrics = train_tiny(synthetic_parquet, run, "--resume_from_checkpoint", "false")
+    assert metrics["train"]["global_step"] if "global_step" in metrics["train"] else True
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["log_history"][0]["epoch"] < 1  # trained from step 1, not resumed at the end
