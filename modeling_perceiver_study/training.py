@@ -6,6 +6,7 @@ Arguments follow transformers' image-classification example: data and model data
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -613,7 +614,20 @@ def build_trainer(
         image_mean=processor.image_mean,
         image_std=processor.image_std,
     )
+    require_fsdp_when_launched_with_it(trainer)
     return trainer, data, resume_from
+
+
+def require_fsdp_when_launched_with_it(trainer) -> None:
+    """`accelerate launch` with an FSDP config sets ACCELERATE_USE_FSDP, but accelerate applies FSDP only to GPU-type
+    devices: on CPUs it would silently train as plain DDP, every process holding the whole model."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not trainer.is_fsdp_enabled:
+        raise ValueError(
+            "launched with an FSDP configuration (ACCELERATE_USE_FSDP=true), but accelerate set up "
+            f"{trainer.accelerator.distributed_type.value} without FSDP (accelerate shards only across GPUs and "
+            "similar accelerators): this run would be plain DDP. On CPUs use configuration/accelerate/multi_gpu.yaml "
+            "(gloo) or torchrun"
+        )
 
 
 def train(
@@ -650,6 +664,13 @@ def train(
         len(data.validation),
         f", testing on {len(data.test)}" if data.test is not None else "",
     )
+    if training_args.world_size > 1:
+        logger.info(
+            "%d processes (%s%s)",
+            training_args.world_size,
+            training_args.parallel_mode.value,
+            ", parameters sharded by FSDP" if trainer.is_fsdp_enabled else "",
+        )
     started = time.monotonic()
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.monotonic() - started

@@ -84,3 +84,106 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(syntheti
     # Trainer averages per-batch mean losses; padded duplicates sit inside the last batches' means under DDP, so the
     # eval loss (unlike the accuracy, computed per sample) can differ slightly.
     assert abs(single["validation"]["loss"] - double["validation"]["loss"]) < 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Every shipped launch configuration, launched by `accelerate launch` on this machine's CPU (gloo), in the slow tier.
+
+ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+CONFIGS = REPO_ROOT / "configuration" / "accelerate"
+TWO_PROCESS_ARGS = ["--per_device_train_batch_size", "8", "--ddp_backend", "gloo"]
+needs_accelerate = pytest.mark.skipif(not os.path.exists(ACCELERATE), reason="accelerate's launcher not installed")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def one_process_run(dataset, output_dir, *extra):
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "--dataset_name", str(dataset), *COMMON]
+    command += ["--per_device_train_batch_size", "16", "--output_dir", str(output_dir), *extra]
+    return run(command, output_dir)
+
+
+def launch(config, output_dir, dataset, *launch_flags, extra=()):
+    """`accelerate launch --config_file configuration/accelerate/CONFIG` of scripts/train.py; mixed precision off
+    so the result compares exactly with a one-process fp32 run (the CPU has no use for the configs' bf16)."""
+    return [
+        ACCELERATE, "launch", "--config_file", str(CONFIGS / config), *launch_flags, "--mixed_precision", "no",
+        str(REPO_ROOT / "scripts" / "train.py"), "--dataset_name", str(dataset), *COMMON,
+        "--output_dir", str(output_dir), *extra,
+    ]  # fmt: skip
+
+
+def losses(log_history):
+    return [entry["loss"] for entry in log_history if "loss" in entry]
+
+
+def assert_same_training(reference_log, log):
+    assert len(losses(reference_log)) == len(losses(log)) == 8
+    for step, (a, b) in enumerate(zip(losses(reference_log), losses(log))):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (step, a, b)
+
+
+@pytest.mark.slow
+@needs_accelerate
+def test_multi_node_config_on_loopback_trains_like_one_process(synthetic_parquet, tmp_path):
+    """multi_node.yaml as two machines on one: two launches, --machine_rank 0 and 1, one process each, 127.0.0.1."""
+    _, single_log, _ = one_process_run(synthetic_parquet, tmp_path / "one")
+    port = str(free_port())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    processes = []
+    for rank in (0, 1):
+        flags = ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", port]
+        flags += ["--num_machines", "2", "--num_processes", "2"]
+        command = launch("multi_node.yaml", tmp_path / f"rank{rank}", synthetic_parquet, *flags, extra=TWO_PROCESS_ARGS)
+        log = open(tmp_path / f"rank{rank}.log", "w")  # noqa: SIM115 (closed below)
+        processes.append((subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=log), log))
+    try:
+        for process, _ in processes:
+            process.wait(timeout=600)
+    finally:
+        for process, log in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    output = "".join((tmp_path / f"rank{rank}.log").read_text()[-3000:] for rank in (0, 1))
+    assert all(process.returncode == 0 for process, _ in processes), output
+
+    metrics = json.loads((tmp_path / "rank0" / "metrics.json").read_text())
+    assert metrics["train"]["world_size"] == 2, output
+    assert_same_training(single_log, json.loads((tmp_path / "rank0" / "trainer_state.json").read_text())["log_history"])
+    written = sorted(path.name for path in (tmp_path / "rank1").glob("*")) if (tmp_path / "rank1").exists() else []
+    assert written == [], f"rank 1 wrote {written}: only the main process may write the model folder"
+
+
+@pytest.mark.slow
+@needs_accelerate
+def test_fsdp_config_on_cpus_is_refused_rather_than_silently_run_as_ddp(synthetic_parquet, tmp_path):
+    """fsdp.yaml with 2 CPU processes. accelerate 1.15 applies FSDP only to GPU-type devices (AcceleratorState sets
+    DistributedType.FSDP for MULTI_GPU and kin, never MULTI_CPU), so on CPUs the launch would train as plain DDP; the
+    training script says so and stops before training. The FSDP run itself (wrapping, saving, loading) belongs on a
+    GPU (issue 19's device script)."""
+    command = launch("fsdp.yaml", tmp_path / "fsdp", synthetic_parquet, "--num_processes", "2", extra=TWO_PROCESS_ARGS)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode != 0
+    assert "launched with an FSDP configuration" in result.stderr and "this run would be plain DDP" in result.stderr
+    assert not (tmp_path / "fsdp" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+@needs_accelerate
+def test_single_gpu_config_launches_on_the_cpu(synthetic_parquet, tmp_path):
+    """single_gpu.yaml through `accelerate launch --cpu`: one process, the same run as without the launcher."""
+    _, single_log, _ = one_process_run(synthetic_parquet, tmp_path / "one")
+    command = launch("single_gpu.yaml", tmp_path / "launched", synthetic_parquet, "--cpu")
+    command += ["--per_device_train_batch_size", "16"]
+    metrics, log, _ = run(command, tmp_path / "launched")
+    assert metrics["train"]["world_size"] == 1
+    assert_same_training(single_log, log)
