@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.helpers import REPO_ROOT
 
@@ -187,3 +188,54 @@ def test_single_gpu_config_launches_on_the_cpu(synthetic_parquet, tmp_path):
     metrics, log, _ = run(command, tmp_path / "launched")
     assert metrics["train"]["world_size"] == 1
     assert_same_training(single_log, log)
+
+
+def torchrun_command(dataset, output_dir, epochs):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    return [
+        torchrun, "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "scripts" / "train.py"),
+        "--dataset_name", str(dataset), *COMMON, *TWO_PROCESS_ARGS, "--output_dir", str(output_dir),
+        "--num_train_epochs", str(epochs), "--save_strategy", "epoch", "--save_total_limit", "10",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="no torchrun")
+def test_killing_one_rank_then_rerunning_resumes_to_the_uninterrupted_weights(synthetic_parquet, tmp_path):
+    """Two processes; one rank is killed (SIGKILL) after the first checkpoint; the same command again resumes and
+    ends with the weights of a 2-process run that was never interrupted."""
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    run(torchrun_command(synthetic_parquet, tmp_path / "straight", 4), tmp_path / "straight")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        torchrun_command(synthetic_parquet, killed, 4), env=env, cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "checkpoint-4" / "trainer_state.json").is_file():
+            assert process.poll() is None, "training ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2, workers
+        os.kill(int(workers[-1]), signal.SIGKILL)  # one rank dies; torchrun then stops the other
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0 and not (killed / "metrics.json").exists()
+
+    _, _, rerun = run(torchrun_command(synthetic_parquet, killed, 4), killed)
+    assert "resuming from" in rerun.stdout + rerun.stderr
+    straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
