@@ -61,5 +61,23 @@ if [ "$(left)" -gt 200 ]; then
 fi
 for f in "$RUNS"/*/metrics.json; do echo "== $f"; grep -A3 '"validation"' "$f" | grep accuracy; done
 
+# Issue 22: fsdp.yaml on a GPU, one process (accelerate refuses FSDP on CPUs): wrapping by the model's layer classes,
+# saving, and loading the saved folder through the Auto classes against an unsharded run of the same settings.
+if [ "$(left)" -gt 90 ] && python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
+  TINY=(configuration/recipes/tiny.json --dataset_name "$DATA" --save_strategy no --disable_tqdm true --seed 3)
+  timeout 60 accelerate launch --config_file configuration/accelerate/fsdp.yaml --num_processes 1 \
+    --mixed_precision no scripts/train.py "${TINY[@]}" --output_dir "$RUNS/fsdp-check" > "$RUNS/fsdp-check.log" 2>&1
+  echo "fsdp-check rc=$? ($(grep -c 'parameters sharded by FSDP' "$RUNS/fsdp-check.log") FSDP log line)"
+  timeout 60 python3 scripts/train.py "${TINY[@]}" --output_dir "$RUNS/fsdp-reference" > "$RUNS/fsdp-reference.log" 2>&1
+  timeout 30 python3 - "$RUNS/fsdp-check" "$RUNS/fsdp-reference" <<'PY'
+import sys, torch
+from transformers import AutoModelForImageClassification
+torch.manual_seed(0)
+pixels = torch.randn(4, 3, 32, 32)
+logits = [AutoModelForImageClassification.from_pretrained(f, trust_remote_code=True).eval()(pixels).logits for f in sys.argv[1:]]
+print("fsdp-check max logit difference against the unsharded run:", float((logits[0] - logits[1]).abs().max()))
+PY
+fi
+
 cd "$RUNS" && tar --exclude='checkpoint-*' --exclude='*.safetensors' -czf "$OUT/runs.tar.gz" . && cd - > /dev/null
 echo "done at $(( $(date +%s) - START )) s"
