@@ -18,7 +18,7 @@ from .data import (
     open_image_dataset,
     split_off_validation,
 )
-from .files import require_model_location, write_json_atomic
+from .files import read_json, require_model_location, write_json_atomic
 from .metrics import load_accuracy
 from .plots import plot_attention_maps, plot_confusion_matrix, plot_prediction_grid
 from .training import DataArguments, PerceiverTrainingArguments
@@ -40,8 +40,13 @@ def training_split_settings(model_dir) -> tuple[int, float]:
     """Seed and validation fraction of the run that trained `model_dir` (to rebuild its held-out split)."""
     run_args_path = Path(model_dir) / "run_args.json"
     if run_args_path.is_file():
-        run_args = json.loads(run_args_path.read_text())
-        return run_args["training"].get("seed", DEFAULT_SEED), run_args["data"].get("train_val_split", DEFAULT_FRACTION)
+        run_args = read_json(run_args_path)  # a file that is not JSON is named
+        try:
+            return run_args["training"].get("seed", DEFAULT_SEED), run_args["data"].get(
+                "train_val_split", DEFAULT_FRACTION
+            )
+        except (KeyError, AttributeError, TypeError) as error:
+            raise ValueError(f"{run_args_path} is not a training run's record (no {error})") from error
     return DEFAULT_SEED, DEFAULT_FRACTION
 
 
@@ -184,14 +189,24 @@ rebuilds the held-out split the model's training run carved (same seed and fract
 """
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: argparse names the flag and the value when this raises."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def parse_evaluate_arguments(argv=None):
     parser = argparse.ArgumentParser(description=EVALUATE_USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, help="A saved model folder or a Hub id.")
     parser.add_argument("--dataset_name", default="uoft-cs/cifar10", help="Hub id, local folder or parquet file.")
     parser.add_argument("--split", default="validation", help="Split to evaluate (validation, test, train).")
     parser.add_argument("--output_dir", default=None, help="Where results go (default: <model_dir>/evaluation).")
-    parser.add_argument("--max_samples", type=int, default=None, help="Evaluate on a seeded subset of this size.")
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument(
+        "--max_samples", type=positive_int, default=None, help="Evaluate on a seeded subset of this size."
+    )
+    parser.add_argument("--batch_size", type=positive_int, default=256)
     parser.add_argument(
         "--bf16", action="store_true", help="Run under bf16 autocast (as a --bf16 training run evaluates)."
     )

@@ -271,8 +271,54 @@ def _parameter_count(model_dir: Path) -> str:
     return f"{total / 1e6:.2f}M"
 
 
+def check_repo_id(repo_id: str) -> str:
+    """The Hub's own rule for a repository id (`org/name`), checked before anything is staged."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if repo_id.count("/") != 1:
+        raise PublishError(f"repo id {repo_id!r} must be 'owner/name' (e.g. your-org/perceiver-study-cifar10)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PublishError(f"repo id {repo_id!r} is not valid on the Hub: {error}") from error
+    return repo_id
+
+
+LOAD_CHECK = """
+import sys, torch
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+folder = sys.argv[1]
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True).eval()
+AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+size = config.image_size
+with torch.no_grad():
+    logits = model(torch.zeros(1, config.num_channels, size, size)).logits
+assert logits.shape == (1, config.num_labels) and torch.isfinite(logits).all(), logits
+"""
+
+
+def check_staged_folder_loads(staging_dir) -> None:
+    """Load the staged files through the Auto classes in a fresh process that has only them (their own code files,
+    as a Hub user gets), so a folder whose config and weights disagree is refused before anything is uploaded."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    with tempfile.TemporaryDirectory() as modules:
+        env["HF_MODULES_CACHE"] = modules
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD_CHECK, str(staging_dir)], capture_output=True, text=True, env=env, timeout=600
+        )
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise PublishError(f"the staged folder {staging_dir} does not load through the Auto classes: {last_line}")
+
+
 def stage_repository(model_dir, staging_dir, repo_id: str, dataset_id: str | None = None) -> list[StagedFile]:
-    """Copy exactly the repository's files into an empty `staging_dir` and write the rendered model card."""
+    """Copy exactly the repository's files into an empty `staging_dir`, write the rendered model card, and check that
+    the result loads as a Hub user would load it."""
+    check_repo_id(repo_id)
     model_dir = check_model_folder(model_dir)
     staging_dir = Path(staging_dir)
     if staging_dir.exists() and any(staging_dir.iterdir()):
@@ -281,6 +327,7 @@ def stage_repository(model_dir, staging_dir, repo_id: str, dataset_id: str | Non
     for name in COPIED_FILES:
         shutil.copyfile(model_dir / name, staging_dir / name)
     (staging_dir / "README.md").write_text(render_model_card(model_dir, repo_id, dataset_id))
+    check_staged_folder_loads(staging_dir)
     return [StagedFile(path.name, path) for path in sorted(staging_dir.iterdir())]
 
 
@@ -367,7 +414,8 @@ def parse_push_arguments(argv=None):
 def push_main(argv=None) -> int:
     """`scripts/push_to_hub.py` and the `perceiver-study-push` command."""
     args = parse_push_arguments(argv)
-    staging = Path(args.staging_dir) if args.staging_dir else Path(tempfile.mkdtemp(prefix="perceiver-study-hub-"))
+    temporary = None if args.staging_dir else tempfile.TemporaryDirectory(prefix="perceiver-study-hub-")
+    staging = Path(args.staging_dir or temporary.name)  # a temporary copy of the weights is removed at the end
     try:
         staged = stage_repository(args.model_dir, staging, args.repo_id, args.dataset_id)
         print(f"staged {len(staged)} files for {args.repo_id} in {staging}:")
@@ -388,5 +436,8 @@ def push_main(argv=None) -> int:
     except (PublishError, ValueError) as error:  # ValueError: a run file that is not JSON, named
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
     print(f"published {args.repo_id} in one commit: {getattr(commit, 'commit_url', commit)}")
     return 0

@@ -484,6 +484,18 @@ def current_run_args(model_args, data_args, training_args) -> dict:
     return {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()}
 
 
+def check_output_dir(output_dir: str) -> None:
+    """Found before the data is decoded, not after an epoch: an output_dir that is a file or cannot be written."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder")
+    existing = next(parent for parent in (path, *path.absolute().parents) if parent.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--output_dir {output_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir {output_dir}: {existing} is not writable by this user")
+
+
 class RunAlreadyFinished(Exception):
     """The output_dir holds a finished run of these very settings: a rerun is a no-op."""
 
@@ -580,6 +592,7 @@ def build_trainer(
         mix_probability=data_args.mix_probability,
         label_smoothing=training_args.label_smoothing_factor,
     )
+    check_output_dir(training_args.output_dir)
     check_previous_run(model_args, data_args, training_args)
     resume_from = resolve_resume_checkpoint(training_args)
     config = build_model(model_args, config_only=True)

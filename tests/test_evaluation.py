@@ -94,3 +94,22 @@ def test_a_missing_or_empty_model_folder_is_named_not_sent_to_the_hub(synthetic_
         assert run_evaluation(model_dir, str(synthetic_parquet), str(tmp_path / "eval")) == 2
         error = capsys.readouterr().err
         assert message in error and "internet" not in error
+
+
+@pytest.mark.parametrize("flag", ["--batch_size", "--max_samples"])
+def test_numeric_flags_are_checked_when_parsed(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--model_dir", "x", flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_a_corrupt_run_record_is_named(tmp_path):
+    from modeling_perceiver_study.evaluation import training_split_settings
+
+    (tmp_path / "run_args.json").write_text("{ cut off")
+    with pytest.raises(ValueError, match=r"run_args.json is not valid JSON"):
+        training_split_settings(tmp_path)
+    (tmp_path / "run_args.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"run_args.json is not a training run's record"):
+        training_split_settings(tmp_path)

@@ -3,12 +3,13 @@ an offline Hub cache without this package, and the upload is one commit that fai
 
 import json
 import shutil
+import tempfile
 
 import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, ModelCard
 
 from modeling_perceiver_study import PerceiverStudyForImageClassification
-from modeling_perceiver_study.publish import PublishError, push_main, stage_repository, upload
+from modeling_perceiver_study.publish import PublishError, push_main, render_model_card, stage_repository, upload
 from tests.conftest import SYNTHETIC_LABELS
 from tests.helpers import (
     LOAD_AND_PREDICT,
@@ -110,7 +111,7 @@ def test_card_describes_a_convolutional_stem_instead_of_claiming_no_convolution(
     config = json.loads((copy / "config.json").read_text())
     config.update(input_stem="conv", conv_stem_channels=8, conv_stem_layers=3)
     (copy / "config.json").write_text(json.dumps(config))
-    text = stage_card(copy, tmp_path / "conv").text
+    text = render_model_card(copy, "org/name", DATASET)  # the weights no longer fit this config: card only
     assert "| Token features | convolutional stem (Perceiver IO style), 8 channels, 3 convolutions |" in text
     assert "no convolution" not in text and "Without convolutions" not in text
     assert "not evidence for the paper's convolution-free design" in text
@@ -183,3 +184,27 @@ def test_failed_upload_says_nothing_was_published_and_what_to_do(trained_folder,
     assert "nothing of this upload was published" in captured.err and "rerun the same command" in captured.err
     assert "hf_do_not_print_me" not in captured.out + captured.err
     assert [call[0] for call in api.calls].count("create_commit") == 1
+
+
+def test_a_dry_run_refuses_what_the_real_push_would(trained_folder, tmp_path, capsys):
+    """Everything short of uploading is checked: the repo id, and that the staged folder loads in a fresh process."""
+    assert push_main(["--model_dir", str(trained_folder), "--repo_id", "not a repo id", "--dry_run"]) == 2
+    assert "repo id 'not a repo id' must be 'owner/name'" in capsys.readouterr().err
+    assert push_main(["--model_dir", str(trained_folder), "--repo_id", "org/bad..name", "--dry_run"]) == 2
+    assert "is not valid on the Hub" in capsys.readouterr().err
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(trained_folder, mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**config, "latent_dim": config["latent_dim"] * 2}))
+    argv = ["--model_dir", str(mismatched), "--repo_id", "org/name", "--dataset_id", DATASET, "--dry_run"]
+    assert push_main(argv) == 2
+    assert "does not load through the Auto classes" in capsys.readouterr().err
+
+
+def test_a_push_leaves_no_copy_of_the_weights_behind(trained_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    argv = ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--dataset_id", DATASET, "--dry_run"]
+    assert push_main(argv) == 0
+    assert list((tmp_path / "tmp").iterdir()) == []

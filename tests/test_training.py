@@ -375,3 +375,11 @@ def test_resume_from_checkpoint_false_starts_over(synthetic_parquet, tmp_path):
     assert metrics["train"]["global_step"] if "global_step" in metrics["train"] else True
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["log_history"][0]["epoch"] < 1  # trained from step 1, not resumed at the end
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_the_data_is_read(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SetupError, match=r"--output_dir .*taken is a file, not a folder"):
+        train_tiny(tmp_path / "no-data-needed.parquet", tmp_path / "taken")
+    with pytest.raises(SetupError, match=r"--output_dir .*taken/run: .*taken is a file, not a folder"):
+        train_tiny(tmp_path / "no-data-needed.parquet", tmp_path / "taken" / "run")
