@@ -31,6 +31,7 @@ from .configuration_perceiver_study import PerceiverStudyConfig
 from .data import (
     DataError,
     TensorImageDataset,
+    channel_statistics,
     collate_batch,
     decode_split,
     find_column,
@@ -612,7 +613,7 @@ def build_trainer(
         )
     set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
     model = (model_builder or build_model)(model_args, data.label_names)
-    processor = PerceiverStudyImageProcessor(size={"height": model.config.image_size, "width": model.config.image_size})
+    processor = image_processor_for(model.config, data.train)
     callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
     trainer = PerceiverTrainer(
         model=model,
@@ -629,6 +630,18 @@ def build_trainer(
     )
     require_fsdp_when_launched_with_it(trainer)
     return trainer, data, resume_from
+
+
+def image_processor_for(config, train: TensorImageDataset) -> PerceiverStudyImageProcessor:
+    """The processor saved with the model, so inference normalises as training did: CIFAR-10's statistics for
+    3-channel models (the recipes' and the Hub model's), the training split's own for 1- or 4-channel ones."""
+    size = {"height": config.image_size, "width": config.image_size}
+    num_channels = getattr(config, "num_channels", 3)
+    if num_channels == 3:
+        return PerceiverStudyImageProcessor(size=size)
+    mean, std = channel_statistics(train.images)
+    logger.info("normalising %d channels with the training split's mean %s and std %s", num_channels, mean, std)
+    return PerceiverStudyImageProcessor(size=size, image_mean=mean, image_std=std, do_convert_rgb=False)
 
 
 def require_fsdp_when_launched_with_it(trainer) -> None:

@@ -383,3 +383,28 @@ def test_an_output_dir_that_is_a_file_is_refused_before_the_data_is_read(tmp_pat
         train_tiny(tmp_path / "no-data-needed.parquet", tmp_path / "taken")
     with pytest.raises(SetupError, match=r"--output_dir .*taken/run: .*taken is a file, not a folder"):
         train_tiny(tmp_path / "no-data-needed.parquet", tmp_path / "taken" / "run")
+
+
+@pytest.mark.parametrize("num_channels", [1, 4])
+def test_a_model_of_other_than_three_channels_trains_with_its_own_statistics(synthetic_parquet, tmp_path, num_channels):
+    """The training split's per-channel statistics normalise training and are saved for inference."""
+    from modeling_perceiver_study.data import channel_statistics
+
+    run = tmp_path / "run"
+    overrides = ("--config_overrides", f"num_channels={num_channels}", "--num_train_epochs", "1")
+    metrics = train_tiny(synthetic_parquet, run, *overrides)
+    assert 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+    processor = json.loads((run / "preprocessor_config.json").read_text())
+    assert len(processor["image_mean"]) == len(processor["image_std"]) == num_channels
+    assert processor["do_convert_rgb"] is False
+
+    images = torch.randint(0, 256, (10, num_channels, 4, 4), dtype=torch.uint8)
+    mean, std = channel_statistics(images)
+    flat = images.to(torch.float64).div(255).transpose(0, 1).reshape(num_channels, -1)
+    assert mean == [round(float(m), 4) for m in flat.mean(1)]
+    assert std == [round(float(s), 4) for s in flat.std(1, unbiased=False)]
+
+
+def test_an_undecodable_channel_count_is_named(synthetic_parquet, tmp_path):
+    with pytest.raises(SetupError, match=r"num_channels 2 cannot be decoded: images have 1 \(L\), 3 \(RGB\) or 4"):
+        train_tiny(synthetic_parquet, tmp_path / "run", "--config_overrides", "num_channels=2")
