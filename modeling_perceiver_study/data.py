@@ -107,6 +107,9 @@ def open_image_dataset(
     """Load a dataset and resolve its columns and class names on `split`: the one way training, evaluation and the
     study open their data, so all of them name the same columns, labels and errors."""
     dataset = load_image_dataset(dataset_name, dataset_config_name, cache_dir)
+    for name in list(dataset):
+        if SOURCE_ROW not in dataset[name].column_names:
+            dataset[name] = dataset[name].add_column(SOURCE_ROW, np.arange(len(dataset[name])))
     if split not in dataset:
         raise DataError(f"dataset {dataset_name!r} has no split {split!r}; its splits are {list(dataset)}")
     columns = dataset[split].column_names
@@ -142,7 +145,10 @@ def limit_split(split, maximum: int | None, seed: int):
     return split.shuffle(seed=seed).select(range(maximum))
 
 
-PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # num_channels -> the PIL mode images are converted to
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# Each row's index in its split as loaded, kept through shuffles and the validation carve-out, so a bad image is
+# named by a row (or file) a user can find, not by its position after splitting.
+SOURCE_ROW = "source_row"  # num_channels -> the PIL mode images are converted to
 
 
 def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -199,21 +205,28 @@ def decode_split(
         dataset_split = dataset_split.cast_column(image_column, ImageFeature(decode=False))
     images = np.empty((len(dataset_split), num_channels, image_size, image_size), dtype=np.uint8)
     labels = np.asarray(dataset_split[label_column], dtype=np.int64)
-    bad_rows, kept = [], 0
+    columns = dataset_split.column_names
+    source_rows = dataset_split[SOURCE_ROW] if SOURCE_ROW in columns else range(len(dataset_split))
+    bad_rows, bad_files, kept = [], [], 0
     for row, value in enumerate(dataset_split[image_column]):
         try:
             images[kept] = decode_image(value, image_size, num_channels)
         except (UnidentifiedImageError, OSError, TypeError, ValueError) as error:
-            bad_rows.append(row)
-            logger.debug("row %d of split %s: %s", row, split_name, error)
+            bad_rows.append(int(source_rows[row]))
+            path = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
+            if path:
+                bad_files.append(str(path))
+            logger.debug("row %d of split %s: %s", bad_rows[-1], split_name, error)
             continue
         labels[kept] = labels[row]
         kept += 1
     if bad_rows and not skip_corrupt_images:
+        origin = "rows of the dataset's split as loaded" if SOURCE_ROW in columns else "rows"
+        files = f", files {bad_files[:5]}{' ...' if len(bad_files) > 5 else ''}" if bad_files else ""
         raise DataError(
-            f"{len(bad_rows)} image(s) in split {split_name!r}, column {image_column!r} could not be decoded, "
-            f"rows {bad_rows[:20]}{' ...' if len(bad_rows) > 20 else ''}. Fix them, or pass --skip_corrupt_images "
-            "to drop them (they are counted in the metrics)."
+            f"{len(bad_rows)} image(s) in split {split_name!r}, column {image_column!r} could not be decoded: "
+            f"{origin} {sorted(bad_rows)[:20]}{' ...' if len(bad_rows) > 20 else ''}{files}. Fix them, or pass "
+            "--skip_corrupt_images to drop them (they are counted in the metrics)."
         )
     if bad_rows:
         logger.warning("skipped %d corrupt image(s) in split %s: rows %s", len(bad_rows), split_name, bad_rows[:20])

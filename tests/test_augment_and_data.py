@@ -155,3 +155,19 @@ def test_local_dataset_folder_loads(tmp_path):
     folder.mkdir()
     write_image_parquet(folder / "train-00000-of-00001.parquet", per_class=2)
     assert isinstance(load_image_dataset(str(folder))["train"], Dataset)
+
+
+def test_a_corrupt_image_is_named_by_its_row_as_loaded_not_after_the_split(tmp_path):
+    """The validation carve-out shuffles rows; the error names the rows of the file as the user has it."""
+    from modeling_perceiver_study.data import open_image_dataset, split_off_validation
+
+    path = write_image_parquet(tmp_path / "bad.parquet", per_class=10, corrupt_rows=(7, 31))
+    opened = open_image_dataset(str(path))
+    train, validation = split_off_validation(opened.splits, opened.label_column, 0.25, seed=0)
+    found = []
+    for name, split in (("train", train), ("validation", validation)):
+        try:
+            decode_split(split, "img", "label", 32, split_name=name)
+        except DataError as error:
+            found += [int(row) for row in str(error).split("loaded [")[1].split("]")[0].split(", ")]
+    assert sorted(found) == [7, 31]

@@ -182,7 +182,7 @@ def test_dataset_without_label_column_lists_columns(tmp_path):
 
 def test_corrupt_images_fail_by_row_or_are_skipped_and_counted(tmp_path):
     path = write_image_parquet(tmp_path / "x.parquet", per_class=8, corrupt_rows=(1,))
-    with pytest.raises(SetupError, match=r"could not be decoded, rows \[\d+\]"):
+    with pytest.raises(SetupError, match=r"could not be decoded: rows of the dataset.s split as loaded \[1\]"):
         train_tiny(path, tmp_path / "run")
     metrics = train_tiny(path, tmp_path / "run", "--skip_corrupt_images", "true", "--num_train_epochs", "1")
     assert sum(metrics["skipped_corrupt_images"].values()) == 1
