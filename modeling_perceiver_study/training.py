@@ -4,6 +4,7 @@ Arguments follow transformers' image-classification example: data and model data
 `TrainingArguments` flag, through `HfArgumentParser`, optionally starting from one JSON recipe file.
 """
 
+import errno
 import json
 import logging
 import os
@@ -698,10 +699,21 @@ def train(
             ", parameters sharded by FSDP" if trainer.is_fsdp_enabled else "",
         )
     started = time.monotonic()
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.monotonic() - started
-    trainer.save_model()  # weights, config (with auto_map), image processor and code files, in output_dir
-    trainer.save_state()
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        train_seconds = time.monotonic() - started
+        trainer.save_model()  # weights, config (with auto_map), image processor and code files, in output_dir
+        trainer.save_state()
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        saved = last_complete_checkpoint(training_args.output_dir)
+        raise SetupError(
+            f"no space left on the device while writing to {training_args.output_dir} ({error}). "
+            + (f"The last complete checkpoint, {saved}, is intact: " if saved else "No checkpoint was complete: ")
+            + "free some space and rerun the same command to "
+            + ("resume from it." if saved else "start again.")
+        ) from error
 
     metrics = {
         "train": {

@@ -408,3 +408,27 @@ def test_a_model_of_other_than_three_channels_trains_with_its_own_statistics(syn
 def test_an_undecodable_channel_count_is_named(synthetic_parquet, tmp_path):
     with pytest.raises(SetupError, match=r"num_channels 2 cannot be decoded: images have 1 \(L\), 3 \(RGB\) or 4"):
         train_tiny(synthetic_parquet, tmp_path / "run", "--config_overrides", "num_channels=2")
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_checkpoint_before(
+    synthetic_parquet, tmp_path, monkeypatch
+):
+    import errno
+
+    from modeling_perceiver_study.training import PerceiverTrainer
+
+    real_save, calls = PerceiverTrainer._save, []
+
+    def save_until_the_disk_fills(self, output_dir=None, state_dict=None):
+        calls.append(output_dir)
+        if len(calls) == 2:  # the second checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, output_dir, state_dict)
+
+    monkeypatch.setattr(PerceiverTrainer, "_save", save_until_the_disk_fills)
+    run = tmp_path / "run"
+    with pytest.raises(SetupError, match=r"no space left on the device .*checkpoint-5, is intact: .*resume from it"):
+        train_tiny(synthetic_parquet, run)
+    monkeypatch.setattr(PerceiverTrainer, "_save", real_save)
+    metrics = train_tiny(synthetic_parquet, run)  # the same command, with space again: resumes and finishes
+    assert metrics["train"]["epoch"] == 2
