@@ -48,6 +48,8 @@ def require_model_location(name_or_path: str) -> None:
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise FileNotFoundError(f"{name_or_path} is not a model folder: it has no config.json")
+        for weights in sorted(path.glob("*.safetensors")):
+            require_loadable_safetensors(weights)
         return
     text = str(name_or_path)
     slashes = text.count("/")
@@ -66,3 +68,15 @@ def read_json(path):
 def percent(value: float, decimals: int = 1) -> str:
     """A fraction as a percentage, `0.6768` -> `67.7 %`: docs use one decimal, the model card two."""
     return f"{100 * value:.{decimals}f} %"
+
+
+def require_loadable_safetensors(path) -> None:
+    """A weights file whose header or length is wrong (e.g. truncated by an interrupted copy), named; the loader's
+    own error does not say which file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"weights file {path} does not load ({error}): it is damaged or incomplete") from error

@@ -2,6 +2,7 @@
 held-out split is the one the training run carved."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -113,3 +114,13 @@ def test_a_corrupt_run_record_is_named(tmp_path):
     (tmp_path / "run_args.json").write_text("[]")
     with pytest.raises(ValueError, match=r"run_args.json is not a training run's record"):
         training_split_settings(tmp_path)
+
+
+def test_a_truncated_weights_file_is_named(trained, synthetic_parquet, tmp_path, capsys):
+    model_dir, _ = trained
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])
+    assert run_evaluation(str(damaged), str(synthetic_parquet), str(tmp_path / "eval")) == 2
+    assert f"weights file {weights} does not load" in capsys.readouterr().err
