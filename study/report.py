@@ -34,7 +34,27 @@ RUN_GROUPS = {
     "gpu-training-runs": "gpu",
     "seed-recipe-cpu-runs": "seed-recipe-cpu",
     "convfree-cpu-runs": "convfree-cpu",
+    "peer-cpu-runs": "peer-cpu",
 }
+
+
+def model_description(config: dict, preset: str) -> str:
+    """One line for a run's model: this repository's config, or transformers' Perceiver (study/train_peer.py)."""
+    cross_heads = config.get("num_cross_attention_heads", 1)
+    heads = f"{cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}"
+    if config.get("model_type") == "perceiver":
+        tokens = "1 x 1 conv to 256 + learned positions" if "Learned" in config["architectures"][0] else "pixel tokens"
+        return (
+            f"transformers' `{config['architectures'][0]}`: {config['num_latents']} x {config['d_latents']} latents, "
+            f"{tokens}, {heads}, {config['num_blocks'] * config['num_self_attends_per_block']} latent layers"
+        )
+    patch = config.get("input_patch_size", 1)
+    cross_attends = config.get("num_cross_attends", 1)
+    stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
+    return (
+        f"`{preset}`: {config['num_latents']} x {config['latent_dim']} latents, {patch} x {patch} {stem}tokens, {heads}"
+        + (f", {cross_attends} cross-attends" if cross_attends > 1 else "")
+    )
 
 
 def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
@@ -49,17 +69,10 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         metrics, run_args = read_json(metrics_path), read_json(run_dir / "run_args.json")
         model, training = run_args["model"], run_args["training"]
         config = read_json(run_dir / "config.json")
-        patch = config.get("input_patch_size", 1)
-        cross_heads = config.get("num_cross_attention_heads", 1)
-        cross_attends = config.get("num_cross_attends", 1)
-        stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",
-                f"`{model['preset']}`: {config['num_latents']} x {config['latent_dim']} latents, "
-                f"{patch} x {patch} {stem}tokens, "
-                f"{cross_heads} cross-attention head{'s' if cross_heads > 1 else ''}"
-                + (f", {cross_attends} cross-attends" if cross_attends > 1 else ""),
+                model_description(config, model["preset"]),
                 f"{training['learning_rate']:g}",
                 f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",
