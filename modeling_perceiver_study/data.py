@@ -18,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 logger = logging.getLogger(__name__)
 
 IMAGE_COLUMN_CANDIDATES = ("img", "image", "pixel_values", "images")
+# Each row's index in its split as loaded, kept through shuffles and the validation carve-out, so a bad image is
+# named by a row (or file) a user can find, not by its position after splitting.
+SOURCE_ROW = "source_row"
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "fine_label", "class")
 
 
@@ -62,6 +65,7 @@ def load_image_dataset(dataset_name: str, dataset_config_name: str | None = None
 
 
 def find_column(column_names, explicit: str | None, candidates, kind: str, split: str) -> str:
+    column_names = [name for name in column_names if name != SOURCE_ROW]  # ours, not the user's
     if explicit:
         if explicit not in column_names:
             raise DataError(f"{kind} column {explicit!r} not in split {split!r}; its columns are {list(column_names)}")
@@ -107,15 +111,16 @@ def open_image_dataset(
     """Load a dataset and resolve its columns and class names on `split`: the one way training, evaluation and the
     study open their data, so all of them name the same columns, labels and errors."""
     dataset = load_image_dataset(dataset_name, dataset_config_name, cache_dir)
-    for name in list(dataset):
-        if SOURCE_ROW not in dataset[name].column_names:
-            dataset[name] = dataset[name].add_column(SOURCE_ROW, np.arange(len(dataset[name])))
     if split not in dataset:
         raise DataError(f"dataset {dataset_name!r} has no split {split!r}; its splits are {list(dataset)}")
     columns = dataset[split].column_names
     image_column = find_column(columns, image_column, IMAGE_COLUMN_CANDIDATES, "image", split)
     label_column = find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "label", split)
-    return OpenedDataset(dataset, image_column, label_column, label_names(dataset[split], label_column))
+    names = label_names(dataset[split], label_column)
+    for name in list(dataset):
+        if SOURCE_ROW not in dataset[name].column_names:
+            dataset[name] = dataset[name].add_column(SOURCE_ROW, np.arange(len(dataset[name])))
+    return OpenedDataset(dataset, image_column, label_column, names)
 
 
 def carve_validation_split(train_split, label_column: str, fraction: float, seed: int):
@@ -145,10 +150,7 @@ def limit_split(split, maximum: int | None, seed: int):
     return split.shuffle(seed=seed).select(range(maximum))
 
 
-PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-# Each row's index in its split as loaded, kept through shuffles and the validation carve-out, so a bad image is
-# named by a row (or file) a user can find, not by its position after splitting.
-SOURCE_ROW = "source_row"  # num_channels -> the PIL mode images are converted to
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # num_channels -> the PIL mode images are converted to
 
 
 def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
