@@ -162,6 +162,47 @@ def time_model(forward, model, pixels, labels, steps, train, precision, device, 
     return steps * len(pixels) / (time.perf_counter() - started)
 
 
+# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, for the MFU: the SXM parts' datasheet figures.
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    """--peak_tflops, or the datasheet peak of a known GPU; None (no MFU) for a CPU or an unknown GPU."""
+    if given is not None or device.type != "cuda":
+        return given
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def count_flops(forward, model, pixels, labels, train: bool, precision, device) -> float:
+    """FLOPs per image of one step as torch counts them (its FlopCounterMode formulas: matmuls, convolutions and
+    attention, 2 per multiply-add), forward and backward for training, forward for inference; the optimizer step is
+    left out. Counted at dispatch, without FlopCounterMode's per-module hooks, which fail on modules whose outputs
+    carry no gradient (the constant position features)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        flops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.flops += formula(*args, **(kwargs or {}), out_val=out)
+            return out
+
+    model.train(train)
+    with Counter() as counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if train:
+            forward(pixels, labels).loss.backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                forward(pixels, labels)
+    return counter.flops / len(pixels)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="seed")
@@ -188,6 +229,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no_peers", action="store_true", help="Time only this model (and --against_revision).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=None, help="Write the results here (JSON).")
+    parser.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=None,
+        help="The device's dense peak (TFLOP/s) at this precision, for `mfu`; known GPUs (H100, H200, A100) default "
+        "to their bf16 datasheet peak, a CPU has none unless given.",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -235,6 +283,23 @@ def main(argv=None) -> int:
     medians = {
         name: {mode: statistics.median(values) for mode, values in modes.items()} for name, modes in runs.items()
     }
+    flops = {
+        name: {
+            mode: count_flops(forward, model, pixels, labels, mode == "train", args.precision, device)
+            for mode in ("train", "inference")
+        }
+        for name, (model, forward) in models.items()
+        if "compiled" not in name  # the same model's FLOPs; counting through the compiled graph is not supported
+    }
+    peak = peak_tflops(device, args.peak_tflops)
+    mfu = (
+        {
+            name: {mode: flops[name][mode] * medians[name][mode] / (peak * 1e12) for mode in flops[name]}
+            for name in flops
+        }
+        if peak
+        else None
+    )
     ours = medians["perceiver_study"]
     results = {
         **run_record("study.benchmark", argv),
@@ -248,6 +313,9 @@ def main(argv=None) -> int:
         "first_step_seconds": first_step_seconds,
         "images_per_second": runs,
         "median_images_per_second": medians,
+        "flops_per_image": flops,
+        "peak_tflops": peak,
+        "mfu": mfu,
         "speedup_vs": {
             name: {mode: ours[mode] / values[mode] for mode in values}
             for name, values in medians.items()
@@ -256,7 +324,8 @@ def main(argv=None) -> int:
     }
     print(
         json.dumps(
-            {key: results[key] for key in ("device", "parameters", "median_images_per_second", "speedup_vs")}, indent=2
+            {key: results[key] for key in ("device", "parameters", "median_images_per_second", "speedup_vs", "mfu")},
+            indent=2,
         )
     )
     if args.output:

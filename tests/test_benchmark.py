@@ -59,3 +59,41 @@ def test_unknown_revision_is_a_clear_error(tmp_path, capsys):
         main(["--preset", str(small_preset(tmp_path)), "--no_peers", "--against_revision", "no-such-revision"])
     assert exit_info.value.code == 2
     assert "--against_revision 'no-such-revision' is not a commit" in capsys.readouterr().err
+
+
+def test_flops_are_counted_by_torch_and_give_the_mfu_against_a_stated_peak(tmp_path):
+    """FLOPs grow linearly with the batch, a training step costs 2 to 3.5 forward passes, and `mfu` is
+    FLOPs x images/s / peak, so the figure in the JSON can be checked by hand."""
+    results = quick_run(tmp_path, "--repeats", "1", "--no_peers", "--peak_tflops", "2.0")
+    flops = results["flops_per_image"]["perceiver_study"]
+    # backward is about twice the forward, less the gradients no input needs (the pixels, the position features)
+    assert flops["inference"] > 0 and 2.0 < flops["train"] / flops["inference"] < 3.5
+    expected = flops["train"] * results["median_images_per_second"]["perceiver_study"]["train"] / 2.0e12
+    assert results["mfu"]["perceiver_study"]["train"] == pytest.approx(expected)
+    assert results["peak_tflops"] == 2.0
+
+    from study.benchmark import count_flops
+
+    config = json.loads(small_preset(tmp_path).read_text())
+    import torch
+
+    from modeling_perceiver_study import PerceiverStudyForImageClassification
+    from modeling_perceiver_study.presets import load_preset
+
+    model = PerceiverStudyForImageClassification(load_preset(str(small_preset(tmp_path)), num_labels=10))
+    size = config["image_size"]
+
+    def per_image(batch):
+        pixels, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        forward = lambda x, y: model(x, labels=y)  # noqa: E731
+        return count_flops(forward, model, pixels, labels, True, "fp32", torch.device("cpu"))
+
+    # Linear in the batch: a per-image part plus the part the model does once per batch (the position features'
+    # projection), so the counts of batches 2, 4 and 6 lie on a line.
+    totals = [batch * per_image(batch) for batch in (2, 4, 6)]
+    assert totals[2] - totals[1] == pytest.approx(totals[1] - totals[0])
+
+
+def test_a_cpu_without_a_stated_peak_has_no_mfu(tmp_path):
+    results = quick_run(tmp_path, "--repeats", "1", "--no_peers")
+    assert results["mfu"] is None and results["flops_per_image"]["perceiver_study"]["train"] > 0
