@@ -2,8 +2,10 @@
 card from the run's own files, then upload everything in one commit."""
 
 import argparse
+import os
 import shutil
 import string
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -301,9 +303,6 @@ assert logits.shape == (1, config.num_labels) and torch.isfinite(logits).all(), 
 def check_staged_folder_loads(staging_dir) -> None:
     """Load the staged files through the Auto classes in a fresh process that has only them (their own code files,
     as a Hub user gets), so a folder whose config and weights disagree is refused before anything is uploaded."""
-    import os
-    import subprocess
-
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     with tempfile.TemporaryDirectory() as modules:
         env["HF_MODULES_CACHE"] = modules

@@ -41,7 +41,14 @@ from .data import (
     split_off_validation,
 )
 from .export import complete_auto_map
-from .files import SHIPPED_ROOT, require_model_location, shipped_path, write_json_atomic
+from .files import (
+    SHIPPED_ROOT,
+    read_json,
+    require_loadable_safetensors,
+    require_model_location,
+    shipped_path,
+    write_json_atomic,
+)
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
@@ -377,8 +384,6 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
 def checkpoint_problem(path: Path) -> str | None:
     """Why `path` cannot be resumed from, or None. The Trainer writes `trainer_state.json` last, so its presence
     marks a checkpoint whose saving finished; the weights must also open (a truncated file does not)."""
-    from safetensors import SafetensorError, safe_open
-
     state = path / "trainer_state.json"
     weights = sorted(path.glob("model*.safetensors"))
     if not state.is_file() or not weights:
@@ -389,15 +394,10 @@ def checkpoint_problem(path: Path) -> str | None:
         return f"trainer_state.json does not read ({error})"
     for file in weights:
         try:
-            with safe_open(str(file), framework="pt"):
-                pass
-        except (SafetensorError, OSError) as error:
-            return f"{file.name} does not load ({error})"
+            require_loadable_safetensors(file)
+        except ValueError as error:
+            return str(error)
     return None
-
-
-def is_complete_checkpoint(path: Path) -> bool:
-    return checkpoint_problem(path) is None
 
 
 def last_complete_checkpoint(output_dir: str) -> Path | None:
@@ -514,8 +514,8 @@ def check_previous_run(model_args, data_args, training_args) -> None:
     if training_args.overwrite_output_dir or not (output_dir / "run_args.json").is_file():
         return
     try:
-        recorded = run_settings(json.loads((output_dir / "run_args.json").read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        recorded = run_settings(read_json(output_dir / "run_args.json"))
+    except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
             f"{output_dir / 'run_args.json'} is not a run record ({error}): pass --overwrite_output_dir to start over"
         ) from error
@@ -523,7 +523,7 @@ def check_previous_run(model_args, data_args, training_args) -> None:
     differences = [
         f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now"
         for key in sorted(set(recorded) | set(current))
-        if recorded.get(key) != current.get(key) and key != "training.output_dir"
+        if recorded.get(key) != current.get(key)
     ]
     finished = (output_dir / "metrics.json").is_file()
     if differences:
@@ -533,7 +533,7 @@ def check_previous_run(model_args, data_args, training_args) -> None:
             + "). Pass --overwrite_output_dir to start over there, or choose another --output_dir"
         )
     if finished:
-        raise RunAlreadyFinished(json.loads((output_dir / "metrics.json").read_text()))
+        raise RunAlreadyFinished(read_json(output_dir / "metrics.json"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -567,7 +567,8 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 
 class SetupError(Exception):
-    """A problem with the run's input (arguments, dataset, checkpoint), found before any training step."""
+    """A problem the user can fix, said in one line: the run's input (arguments, dataset, checkpoint), found before
+    any training step, or a full disk while saving."""
 
 
 def build_trainer(
@@ -734,8 +735,7 @@ def train(
     metrics["label_names"] = data.label_names
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
-        write_json_atomic(output_dir / "metrics.json", metrics)
-        write_json_atomic(output_dir / "run_args.json", current_run_args(model_args, data_args, training_args))
+        write_json_atomic(output_dir / "metrics.json", metrics)  # the finished-run marker (run_args.json: at start)
         plot_training_curves(output_dir / "trainer_state.json", output_dir / "training_curves.png")
         logger.info("validation accuracy %.4f; model folder ready in %s", metrics["validation"]["accuracy"], output_dir)
     return metrics

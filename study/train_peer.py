@@ -6,15 +6,15 @@
 
 `--peer` picks `fourier` (PerceiverForImageClassificationFourier) or `learned` (...Learned); `--peer_sizes` sets
 PerceiverConfig fields (study/peers.py lists them). Every other flag is scripts/train.py's. The run folder gets the
-same files as a scripts/train.py run, plus peer.json (the variant and sizes).
+same files as a scripts/train.py run, plus peer.json (the variant and sizes, written at the start).
 """
 
 import sys
 from pathlib import Path
 
-from modeling_perceiver_study.files import write_json_atomic
+from modeling_perceiver_study.files import read_json, write_json_atomic
 from modeling_perceiver_study.training import SetupError, build_model, parse_arguments, train
-from study.peers import build_transformers_peer, parse_sizes
+from study.peers import PEER_CLASSES, build_transformers_peer, parse_sizes
 
 
 def split_peer_flags(argv: list[str]) -> tuple[str, dict, list[str]]:
@@ -34,7 +34,25 @@ def split_peer_flags(argv: list[str]) -> tuple[str, dict, list[str]]:
             rest.append(item)
     if variant is None and not {"-h", "--help"} & set(rest):
         raise SetupError("--peer is required: fourier or learned")
+    if variant is not None and variant not in PEER_CLASSES:
+        raise SetupError(f"--peer {variant!r}: expected one of {sorted(PEER_CLASSES)}")
     return variant, sizes, rest
+
+
+def record_peer(output_dir: Path, peer: dict, overwrite: bool) -> None:
+    """peer.json holds what run_args.json cannot (the model is not a preset): a rerun into a folder trained with
+    another peer or size is refused here, before the data is read, as scripts/train.py refuses other settings."""
+    path = output_dir / "peer.json"
+    if path.is_file() and not overwrite:
+        recorded = read_json(path)
+        if recorded != peer:
+            raise SetupError(
+                f"output_dir {output_dir} holds a run of another peer ({recorded}, now {peer}). Pass "
+                "--overwrite_output_dir to start over there, or choose another --output_dir"
+            )
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, peer)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,10 +63,10 @@ def main(argv: list[str] | None = None) -> dict:
         image_size = build_model(model_args, config_only=True).image_size  # the size the data is decoded to
         return build_transformers_peer(variant, label_names, image_size=image_size, **sizes)
 
-    metrics = train(model_args, data_args, training_args, model_builder=build_peer)
     if training_args.process_index == 0:
-        write_json_atomic(Path(training_args.output_dir) / "peer.json", {"peer": variant, "sizes": sizes})
-    return metrics
+        peer = {"peer": variant, "sizes": sizes}
+        record_peer(Path(training_args.output_dir), peer, training_args.overwrite_output_dir)
+    return train(model_args, data_args, training_args, model_builder=build_peer)
 
 
 if __name__ == "__main__":

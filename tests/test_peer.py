@@ -46,3 +46,19 @@ def test_train_peer_without_peer_is_refused(synthetic_parquet, tmp_path):
 
     with pytest.raises(SetupError, match="--peer is required"):
         train_peer(["--dataset_name", str(synthetic_parquet), "--output_dir", str(tmp_path)])
+
+
+def test_a_rerun_with_another_peer_is_refused_before_the_data_is_read(synthetic_parquet, tmp_path):
+    from modeling_perceiver_study.training import SetupError
+
+    output_dir = tmp_path / "run"
+    argv = ["--dataset_name", str(synthetic_parquet), "--output_dir", str(output_dir), *TINY_TRAINING_ARGS]
+    first = train_peer(["--peer", "fourier", "--peer_sizes", SIZES, *argv, "--num_train_epochs", "1"])
+    # The same command again is a no-op; another size or variant is refused, naming both.
+    assert train_peer(["--peer", "fourier", "--peer_sizes", SIZES, *argv, "--num_train_epochs", "1"]) == first
+    with pytest.raises(SetupError, match=r"holds a run of another peer .*'num_latents': 8.*'num_latents': 16"):
+        train_peer(["--peer", "fourier", "--peer_sizes", SIZES.replace("num_latents=8", "num_latents=16"), *argv])
+    with pytest.raises(SetupError, match=r"--peer 'conv': expected one of \['fourier', 'learned'\]"):
+        train_peer(
+            ["--peer", "conv", "--dataset_name", str(tmp_path / "absent.parquet"), "--output_dir", str(tmp_path)]
+        )

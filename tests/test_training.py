@@ -372,9 +372,8 @@ def test_resume_from_checkpoint_false_starts_over(synthetic_parquet, tmp_path):
     train_tiny(synthetic_parquet, run)
     (run / "metrics.json").unlink()
     metrics = train_tiny(synthetic_parquet, run, "--resume_from_checkpoint", "false")
-    assert metrics["train"]["global_step"] if "global_step" in metrics["train"] else True
-    state = json.loads((run / "trainer_state.json").read_text())
-    assert state["log_history"][0]["epoch"] < 1  # trained from step 1, not resumed at the end
+    # Resumed from the last checkpoint, the Trainer would take no step and report a training loss of 0.
+    assert metrics["train"]["train_loss"] > 0
 
 
 def test_an_output_dir_that_is_a_file_is_refused_before_the_data_is_read(tmp_path):
