@@ -162,6 +162,7 @@ def evaluate_model_folder(
         confidences[shown].tolist(),
         model_labels,
         output_dir / "predictions.png",
+        title=f"{len(shown)} images drawn at random (seed 0) from {data.description}; wrong predictions in red",
     )
     attended = shown[:attention_images]
     device = next(model.parameters()).device
@@ -170,7 +171,17 @@ def evaluate_model_folder(
         cross_attention = model(pixels, output_attentions=True).cross_attentions[0].cpu()
     patch = getattr(config, "input_patch_size", 1)
     grid = (config.image_size // patch, config.image_size // patch)
-    plot_attention_maps(data.images[attended], cross_attention, grid, output_dir / "attention_maps.png")
+    row_titles = [
+        f"true: {model_labels[data.labels[i]]}\npred: {model_labels[predictions[i]]}" for i in attended.tolist()
+    ]
+    plot_attention_maps(
+        data.images[attended],
+        cross_attention,
+        grid,
+        output_dir / "attention_maps.png",
+        row_titles=row_titles,
+        title="first cross-attend: all latents and heads averaged, then the sharpest single (latent, head) maps",
+    )
     return results
 
 

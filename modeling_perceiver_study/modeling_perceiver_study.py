@@ -64,6 +64,13 @@ class PerceiverStudyImageClassifierOutput(ImageClassifierOutput):
 # Position features
 
 
+def linear_grid(size: int, device=None) -> torch.Tensor:
+    """`size` points evenly spaced over [-1, 1] (`torch.linspace(-1, 1, size)` to float rounding), built from
+    `arange` because `linspace` fixes a traced size to a constant: exported graphs keep any H x W."""
+    step = 2.0 / torch.sym_max(size - 1, 1)
+    return torch.arange(size, device=device, dtype=torch.float32) * step - 1.0
+
+
 def fourier_position_features(height: int, width: int, num_bands: int, max_resolution: int, device=None):
     """Fourier features of every pixel position, as in the paper (and transformers' `PerceiverModel`).
 
@@ -71,8 +78,7 @@ def fourier_position_features(height: int, width: int, num_bands: int, max_resol
     of `max_resolution`. Returns float32 `(H*W, 2 + 4 * num_bands)` ordered [y, x, sin(y bands), sin(x bands),
     cos(y bands), cos(x bands)].
     """
-    ys = torch.linspace(-1.0, 1.0, height, device=device)
-    xs = torch.linspace(-1.0, 1.0, width, device=device)
+    ys, xs = linear_grid(height, device), linear_grid(width, device)
     positions = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (M, 2)
     bands = torch.linspace(1.0, max_resolution / 2, num_bands, device=device)  # (K,)
     scaled = (positions[:, :, None] * bands[None, None, :]).reshape(-1, 2 * num_bands)  # (M, 2K)
@@ -99,6 +105,8 @@ class FourierPositionEncoding(nn.Module):
         self._cache: dict[tuple, torch.Tensor] = {}  # (H, W, device) -> float32 features; not part of the weights
 
     def features(self, height: int, width: int, device, dtype) -> torch.Tensor:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # traced: in the graph, sizes symbolic
+            return fourier_position_features(height, width, self.num_bands, self.max_resolution, device).to(dtype)
         key = (height, width, str(device))
         if key not in self._cache:
             self._cache[key] = fourier_position_features(height, width, self.num_bands, self.max_resolution, device)

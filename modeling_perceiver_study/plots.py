@@ -71,7 +71,7 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(5, 0.6 * len(label_names))
     figure, axis = plt.subplots(figsize=(size + 1, size))
-    image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    image = axis.imshow(100 * rates, cmap="Blues", vmin=0, vmax=100)  # in %, as the cells are labelled
     axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
     axis.set_yticks(range(len(label_names)), label_names)
     axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalised)")
@@ -88,7 +88,7 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
                     fontsize=7,
                     color="white" if value > 0.5 else "black",
                 )
-    figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="% of the true class")
     try:
         return save_figure(figure, output_path)
     finally:
@@ -96,9 +96,10 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
 
 
 def plot_prediction_grid(
-    images_uint8, true_labels, predicted_labels, confidences, label_names, output_path, columns=8
+    images_uint8, true_labels, predicted_labels, confidences, label_names, output_path, columns=8, title=None
 ) -> Path:
-    """Images with true and predicted label and confidence; wrong predictions titled in red."""
+    """Images with true and predicted label and confidence; wrong predictions titled in red. `title` says how the
+    images were chosen."""
     plt = pyplot()
     count = len(images_uint8)
     rows = (count + columns - 1) // columns
@@ -115,6 +116,8 @@ def plot_prediction_grid(
             fontsize=7,
             color="black" if correct else "red",
         )
+    if title:
+        figure.suptitle(title, fontsize=9)
     try:
         return save_figure(figure, output_path)
     finally:
@@ -138,36 +141,65 @@ def sharpest_attention_maps(attention, count):
     return chosen
 
 
-def plot_attention_maps(images_uint8, attention, grid_size, output_path, maps_to_show=6) -> Path:
+def plot_attention_maps(
+    images_uint8, attention, grid_size, output_path, maps_to_show=6, row_titles=None, title=None
+) -> Path:
     """For each image: the image, the cross-attention averaged over latents and heads, and its sharpest single
-    maps (`sharpest_attention_maps`), each drawn over the image.
+    maps (`sharpest_attention_maps`), each drawn over the image, with one colour bar per row (attention weight).
 
     `attention`: (images, heads, latents, tokens) cross-attention weights of the first cross-attend.
+    `row_titles`: one line per image drawn over its row (e.g. true and predicted label).
     """
     plt = pyplot()
     height, width = grid_size
     columns = 2 + maps_to_show
     figure, axes = plt.subplots(
-        len(images_uint8), columns, figsize=(1.7 * columns, 1.8 * len(images_uint8)), squeeze=False
+        len(images_uint8), columns, figsize=(1.7 * columns + 0.6, 1.9 * len(images_uint8)), squeeze=False
     )
     for row, image in enumerate(images_uint8):
         picture = image.permute(1, 2, 0).numpy()
+        if picture.shape[-1] == 1:
+            picture = picture[..., 0]
         extent = (0, picture.shape[1], picture.shape[0], 0)
-        maps = [("image", None), ("all latents", attention[row].float().mean(dim=(0, 1)))]
-        maps += sharpest_attention_maps(attention[row], maps_to_show)
-        for column, (name, weights) in enumerate(maps):
+        average = attention[row].float().mean(dim=(0, 1))
+        sharpest = sharpest_attention_maps(attention[row], maps_to_show)
+        # The single maps share one scale (the colour bar), so they compare by colour; the average is far flatter
+        # and gets its own, with its peak in its title. Each map sums to 1 over the tokens.
+        top = max(float(weights.max()) for _, weights in sharpest)
+        maps = [("image", None, None), (f"all latents (peak {float(average.max()):.3f})", average, None)]
+        maps += [(name, weights, top) for name, weights in sharpest]
+        drawn = None
+        for column, (name, weights, vmax) in enumerate(maps):
             axis = axes[row, column]
-            axis.imshow(picture, interpolation="nearest")
+            axis.imshow(picture, interpolation="nearest", cmap="gray" if picture.ndim == 2 else None)
             if weights is not None:
-                axis.imshow(
+                shown = axis.imshow(
                     weights.reshape(height, width).numpy(),
                     cmap="inferno",
                     alpha=0.6,
                     extent=extent,
                     interpolation="nearest",
+                    vmin=0.0,
+                    vmax=vmax,
                 )
+                drawn = shown if vmax is not None else drawn
             axis.set_title(name, fontsize=7)
             axis.axis("off")
+        if drawn is not None:
+            figure.colorbar(drawn, ax=axes[row, :].tolist(), fraction=0.015, pad=0.01, label="attention weight")
+        if row_titles is not None:
+            axes[row, 0].text(
+                -0.15,
+                0.5,
+                row_titles[row],
+                transform=axes[row, 0].transAxes,
+                rotation=90,
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
+    if title:
+        figure.suptitle(title, fontsize=8)
     try:
         return save_figure(figure, output_path)
     finally:

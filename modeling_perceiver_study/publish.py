@@ -347,19 +347,23 @@ def upload(
     revision: str | None = None,
     commit_message: str = "Upload Perceiver Study model",
     api=None,
+    repo_type: str = "model",
 ):
-    """Create the repo if needed, then one commit that makes its files exactly the staged ones.
+    """Create the repo if needed (a Gradio Space for `repo_type="space"`), then one commit that makes its files
+    exactly the staged ones.
 
     A Hub commit is atomic: if it fails, nothing of it is published.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     api = api or HfApi(token=token)
+    kind = {"repo_type": repo_type}
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+        api.create_repo(repo_id, private=private, exist_ok=True, **kind, **space)
         if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        existing = set(api.list_repo_files(repo_id, revision=revision))
+            api.create_branch(repo_id, branch=revision, exist_ok=True, **kind)
+        existing = set(api.list_repo_files(repo_id, revision=revision, **kind))
         staged_names = {item.path_in_repo for item in staged}
         operations = [
             CommitOperationAdd(path_in_repo=item.path_in_repo, path_or_fileobj=str(item.local_path)) for item in staged
@@ -369,12 +373,127 @@ def upload(
             for name in sorted(existing - staged_names)
             if name != ".gitattributes"
         ]
-        return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+        return api.create_commit(
+            repo_id, operations=operations, commit_message=commit_message, revision=revision, **kind
+        )
     except Exception as error:  # noqa: BLE001 - any failure is reported the same way, with what to do next
         raise PublishError(
             f"upload to {repo_id} failed ({type(error).__name__}: {error}). Hub commits are atomic, so nothing of this "
             "upload was published; fix the cause and rerun the same command."
         ) from error
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The demo Space: the Gradio page of `demo.py`, loading the model repository from the Hub
+
+# The package modules the demo needs, copied as they are (one implementation, here and on the Space).
+SPACE_MODULES = ("demo.py", "files.py", "plots.py")
+SPACE_PACKAGE = "perceiver_study_demo"
+SPACE_EXAMPLES = "assets/demo-examples"
+SPACE_GRADIO_VERSION = "6.31.0"  # the Gradio the demo is tested with (the [demo] extra allows 6.x)
+SPACE_REQUIREMENTS = """torch>=2.4,<3
+transformers>=5.0,<6
+safetensors>=0.4
+pillow>=10
+numpy>=1.26
+matplotlib>=3.8
+"""
+SPACE_APP = '''"""Perceiver Study demo: {repo_id}, with the cross-attention drawn over the image."""
+
+import os
+
+from {package}.demo import build_app, load_classifier
+
+MODEL_ID = os.environ.get("PERCEIVER_STUDY_MODEL", "{repo_id}")  # the model repository this Space shows
+demo = build_app(load_classifier(MODEL_ID), title="Perceiver Study: {repo_id}")
+
+if __name__ == "__main__":
+    demo.launch()
+'''
+SPACE_CARD = """---
+title: Perceiver Study
+emoji: 🔭
+colorFrom: indigo
+colorTo: gray
+sdk: gradio
+sdk_version: {gradio_version}
+app_file: app.py
+models:
+  - {repo_id}
+license: apache-2.0
+pinned: false
+---
+
+# Perceiver Study demo
+
+Classifies an image with [{repo_id}](https://huggingface.co/{repo_id}), a Perceiver (Jaegle et al., 2021,
+{paper}) trained on CIFAR-10, and draws where its latents look: the first cross-attend's weights over the image,
+averaged over all latents and for its sharpest single (latent, head) maps. Any image is cropped to its central square
+and resized to the model's input size. The example images are CIFAR-10 validation images no model here trained on.
+"""
+
+SPACE_CHECK = """
+import sys
+from PIL import Image
+sys.path.insert(0, sys.argv[1])
+sys.modules["modeling_perceiver_study"] = None  # the Space has only its own files
+from {package}.demo import attention_figure, classify, example_images, load_classifier
+classifier = load_classifier(sys.argv[2])
+examples = example_images()
+assert examples, "no example images"
+prediction = classify(classifier, Image.open(examples[0]))
+attention_figure(classifier, prediction)
+print(next(iter(prediction.probabilities)))  # the top label
+"""
+
+
+def stage_space(staging_dir, repo_id: str) -> list[StagedFile]:
+    """Write the demo Space's files into an empty `staging_dir`: app.py, requirements.txt, README.md (the Space's
+    metadata), the demo's modules as the package `perceiver_study_demo`, and the example images."""
+    from . import demo as demo_module
+
+    check_repo_id(repo_id)
+    staging_dir = Path(staging_dir)
+    if staging_dir.exists() and any(staging_dir.iterdir()):
+        raise PublishError(f"Space staging folder {staging_dir} is not empty")
+    package = staging_dir / SPACE_PACKAGE
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""The Perceiver Study demo\'s modules, copied from the package."""\n')
+    source = Path(demo_module.__file__).parent
+    for name in SPACE_MODULES:
+        shutil.copyfile(source / name, package / name)
+    examples = staging_dir / SPACE_EXAMPLES
+    examples.mkdir(parents=True)
+    for image in sorted(shipped_path(SPACE_EXAMPLES).glob("*.png")):
+        shutil.copyfile(image, examples / image.name)
+    (staging_dir / "app.py").write_text(SPACE_APP.format(repo_id=repo_id, package=SPACE_PACKAGE))
+    (staging_dir / "requirements.txt").write_text(SPACE_REQUIREMENTS)
+    card = SPACE_CARD.format(repo_id=repo_id, gradio_version=SPACE_GRADIO_VERSION, paper=PAPER)
+    (staging_dir / "README.md").write_text(card)
+    return [
+        StagedFile(path.relative_to(staging_dir).as_posix(), path)
+        for path in sorted(staging_dir.rglob("*"))
+        if path.is_file()
+    ]
+
+
+def check_staged_space_runs(space_dir, model_dir) -> str:
+    """Run the staged Space's demo code in a fresh process that has only the Space's files (and the staged model
+    folder in place of the Hub repository): load, classify an example, draw the attention. Returns the top label."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": "", "MPLBACKEND": "Agg"}
+    with tempfile.TemporaryDirectory() as modules:
+        env["HF_MODULES_CACHE"] = modules
+        result = subprocess.run(
+            [sys.executable, "-c", SPACE_CHECK.format(package=SPACE_PACKAGE), str(space_dir), str(model_dir)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise PublishError(f"the staged Space {space_dir} does not run its demo: {last_line}")
+    return result.stdout.strip()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -389,6 +508,10 @@ The repository gets exactly: model.safetensors, config.json (auto_map for AutoCo
 AutoModelForImageClassification, AutoImageProcessor), the code files, preprocessor_config.json, README.md (the model
 card rendered from model_card.md and the run's files), training_curves.png and metrics.json. The token comes from
 HF_TOKEN or `hf auth login`; it is never printed.
+
+With --space_id, the demo page (scripts/demo.py) is staged as a Gradio Space that loads --repo_id: app.py,
+requirements.txt, README.md (the Space's metadata), the demo's modules and its example images; the staged Space's demo
+is run on the staged model before anything is uploaded, and the Space is published after the model.
 """
 
 
@@ -407,19 +530,39 @@ def parse_push_arguments(argv=None):
     parser.add_argument("--commit_message", default="Upload Perceiver Study model")
     parser.add_argument("--staging_dir", default=None, help="Where to stage the files (default: a temporary folder).")
     parser.add_argument("--dry_run", action="store_true", help="Stage and list the files; upload nothing.")
+    parser.add_argument(
+        "--space_id",
+        default=None,
+        help="Also publish the demo page as a Gradio Space (e.g. your-org/perceiver-study-demo) that loads --repo_id.",
+    )
+    parser.add_argument("--space_staging_dir", default=None, help="Where to stage the Space (default: temporary).")
     return parser.parse_args(argv)
 
 
 def push_main(argv=None) -> int:
     """`scripts/push_to_hub.py` and the `perceiver-study-push` command."""
     args = parse_push_arguments(argv)
-    temporary = None if args.staging_dir else tempfile.TemporaryDirectory(prefix="perceiver-study-hub-")
-    staging = Path(args.staging_dir or temporary.name)  # a temporary copy of the weights is removed at the end
+    temporaries = []
+
+    def staging_folder(given, prefix) -> Path:
+        if given:
+            return Path(given)
+        temporaries.append(tempfile.TemporaryDirectory(prefix=prefix))  # removed at the end, weights included
+        return Path(temporaries[-1].name)
+
     try:
+        if args.space_id:
+            check_repo_id(args.space_id)
+        staging = staging_folder(args.staging_dir, "perceiver-study-hub-")
         staged = stage_repository(args.model_dir, staging, args.repo_id, args.dataset_id)
-        print(f"staged {len(staged)} files for {args.repo_id} in {staging}:")
-        for item in staged:
-            print(f"  {item.size:>12,d}  {item.path_in_repo}")
+        list_staged(staged, args.repo_id, staging)
+        space_staged = None
+        if args.space_id:
+            space_staging = staging_folder(args.space_staging_dir, "perceiver-study-space-")
+            space_staged = stage_space(space_staging, args.repo_id)
+            top_label = check_staged_space_runs(space_staging, staging)
+            list_staged(space_staged, f"the Space {args.space_id}", space_staging)
+            print(f"  (its demo ran on the staged model: the first example is classified as {top_label!r})")
         if args.dry_run:
             print("dry run: nothing uploaded")
             return 0
@@ -432,11 +575,27 @@ def push_main(argv=None) -> int:
             revision=args.revision,
             commit_message=args.commit_message,
         )
+        print(f"published {args.repo_id} in one commit: {getattr(commit, 'commit_url', commit)}")
+        if space_staged:
+            commit = upload(
+                space_staged,
+                args.space_id,
+                token,
+                private=args.private,
+                commit_message=f"Demo of {args.repo_id}",
+                repo_type="space",
+            )
+            print(f"published the Space {args.space_id} in one commit: {getattr(commit, 'commit_url', commit)}")
     except (PublishError, ValueError) as error:  # ValueError: a run file that is not JSON, named
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        if temporary is not None:
+        for temporary in temporaries:
             temporary.cleanup()
-    print(f"published {args.repo_id} in one commit: {getattr(commit, 'commit_url', commit)}")
     return 0
+
+
+def list_staged(staged: list[StagedFile], name: str, folder: Path) -> None:
+    print(f"staged {len(staged)} files for {name} in {folder}:")
+    for item in staged:
+        print(f"  {item.size:>12,d}  {item.path_in_repo}")

@@ -498,6 +498,23 @@ def check_output_dir(output_dir: str) -> None:
         raise ValueError(f"--output_dir {output_dir}: {existing} is not writable by this user")
 
 
+# The trackers the recipes ask for, and where a user gets each: without it a run goes on untracked.
+TRACKER_INSTALL = {"tensorboard": "pip install 'perceiver-study[track]'"}
+
+
+def drop_missing_trackers(training_args) -> None:
+    """The recipes log to TensorBoard (event files under <output_dir>/runs/); where the package is not installed the
+    run goes on without it and says so once, instead of failing in Trainer's setup."""
+    from transformers.integrations import is_tensorboard_available
+
+    if "tensorboard" in training_args.report_to and not is_tensorboard_available():
+        logger.warning(
+            "tensorboard is not installed, so this run is not tracked (%s to track it; --report_to none silences this)",
+            TRACKER_INSTALL["tensorboard"],
+        )
+        training_args.report_to = [name for name in training_args.report_to if name != "tensorboard"]
+
+
 class RunAlreadyFinished(Exception):
     """The output_dir holds a finished run of these very settings: a rerun is a no-op."""
 
@@ -596,6 +613,7 @@ def build_trainer(
         label_smoothing=training_args.label_smoothing_factor,
     )
     check_output_dir(training_args.output_dir)
+    drop_missing_trackers(training_args)
     check_previous_run(model_args, data_args, training_args)
     resume_from = resolve_resume_checkpoint(training_args)
     config = build_model(model_args, config_only=True)

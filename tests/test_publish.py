@@ -58,8 +58,9 @@ class RecordingApi:
     def list_repo_files(self, repo_id, **kwargs):
         return self.existing
 
-    def create_commit(self, repo_id, operations, commit_message, revision=None):
+    def create_commit(self, repo_id, operations, commit_message, revision=None, repo_type="model"):
         self.calls.append(("create_commit", repo_id, operations, commit_message, revision))
+        self.repo_types = [*getattr(self, "repo_types", []), repo_type]
         if self.fail_commit:
             raise ConnectionError("connection reset while uploading")
         return "https://huggingface.co/org/name/commit/abc"
@@ -208,3 +209,16 @@ def test_a_push_leaves_no_copy_of_the_weights_behind(trained_folder, tmp_path, m
     argv = ["--model_dir", str(trained_folder), "--repo_id", "org/name", "--dataset_id", DATASET, "--dry_run"]
     assert push_main(argv) == 0
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_space_is_created_as_a_gradio_space_and_committed_as_one(tmp_path):
+    from modeling_perceiver_study.publish import stage_space
+
+    staged = stage_space(tmp_path / "space", "org/model")
+    api = RecordingApi()
+    upload(staged, "org/demo", token="hf_test", api=api, repo_type="space")
+    (create_call,) = [call for call in api.calls if call[0] == "create_repo"]
+    assert create_call[2]["repo_type"] == "space" and create_call[2]["space_sdk"] == "gradio"
+    (commit,) = [call for call in api.calls if call[0] == "create_commit"]
+    assert api.repo_types == ["space"]
+    assert {operation.path_in_repo for operation in commit[2]} == {item.path_in_repo for item in staged}

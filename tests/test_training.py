@@ -2,6 +2,7 @@
 and clear errors for bad input."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -431,3 +432,22 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_checkpoint_before
     monkeypatch.setattr(PerceiverTrainer, "_save", real_save)
     metrics = train_tiny(synthetic_parquet, run)  # the same command, with space again: resumes and finishes
     assert metrics["train"]["epoch"] == 2
+
+
+def test_tensorboard_events_land_in_the_run_folder_or_the_run_goes_on_untracked(
+    synthetic_parquet, tmp_path, monkeypatch, caplog
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_tiny(synthetic_parquet, tmp_path / "tracked", "--report_to", "tensorboard")
+    event_files = list((tmp_path / "tracked" / "runs").rglob("events.out.tfevents.*"))
+    scalars = {tag for path in event_files for tag in EventAccumulator(str(path)).Reload().Tags()["scalars"]}
+    assert {"train/loss", "eval/accuracy", "train/learning_rate"} <= scalars
+
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "is_tensorboard_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="perceiver_study.train"):
+        metrics = train_tiny(synthetic_parquet, tmp_path / "untracked", "--report_to", "tensorboard")
+    assert "tensorboard is not installed, so this run is not tracked" in caplog.text
+    assert metrics["best_validation_accuracy"] is not None and not (tmp_path / "untracked" / "runs").exists()
