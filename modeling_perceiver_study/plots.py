@@ -13,6 +13,7 @@ def save_figure(figure, path) -> Path:
 def curves_from_log_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """(epoch, value) series for training loss, validation loss/accuracy and learning rate."""
     series = {"loss": [], "eval_loss": [], "eval_accuracy": [], "learning_rate": []}
+    series |= {"train_subset_loss": [], "train_subset_accuracy": []}  # --train_eval_samples: un-augmented training
     for entry in log_history:
         epoch = entry.get("epoch")
         if epoch is None:
@@ -29,16 +30,24 @@ def plot_training_curves(trainer_state_path, output_path) -> Path:
     state = json.loads(Path(trainer_state_path).read_text())
     series = curves_from_log_history(state.get("log_history", []))
     figure, (loss_axis, accuracy_axis, lr_axis) = plt.subplots(1, 3, figsize=(15, 4))
-    for key, label in (("loss", "train"), ("eval_loss", "validation")):
+    for key, label in (
+        ("loss", "train (augmented batches)"),
+        ("train_subset_loss", "train subset (not augmented)"),
+        ("eval_loss", "validation"),
+    ):
         if series[key]:
-            loss_axis.plot(*zip(*series[key]), label=label, marker="o" if key == "eval_loss" else None)
+            loss_axis.plot(*zip(*series[key]), label=label, marker=None if key == "loss" else "o")
     loss_axis.set(title="Cross-entropy loss", xlabel="epoch")
     loss_axis.legend()
     if series["eval_accuracy"]:
         epochs, accuracy = zip(*series["eval_accuracy"])
-        accuracy_axis.plot(epochs, [100 * a for a in accuracy], marker="o")
+        accuracy_axis.plot(epochs, [100 * a for a in accuracy], marker="o", label="validation")
+        if series["train_subset_accuracy"]:
+            epochs, train_accuracy = zip(*series["train_subset_accuracy"])
+            accuracy_axis.plot(epochs, [100 * a for a in train_accuracy], marker="s", label="train subset")
+            accuracy_axis.legend()
         best = max(accuracy)
-        accuracy_axis.set_title(f"Validation accuracy (best {100 * best:.1f} %)")
+        accuracy_axis.set_title(f"Accuracy (best validation {100 * best:.1f} %)")
     else:
         accuracy_axis.set_title("Validation accuracy (not evaluated)")
     accuracy_axis.set(xlabel="epoch", ylabel="%")

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from .augment import AugmentConfig, augment_batch, normalize
 from .configuration_perceiver_study import PerceiverStudyConfig
 from .data import (
     DataError,
+    DecodedSplit,
     TensorImageDataset,
     channel_statistics,
     collate_batch,
@@ -88,6 +89,13 @@ class DataArguments:
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0: off."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0: off."})
     mix_probability: float = field(default=1.0, metadata={"help": "Chance a batch is mixed when mixup/cutmix is on."})
+    train_eval_samples: int = field(
+        default=0,
+        metadata={
+            "help": "At each evaluation also score this many training images (one seeded subset, un-augmented), "
+            "logged as train_subset_accuracy and train_subset_loss beside validation's; 0: off."
+        },
+    )
 
 
 @dataclass
@@ -144,12 +152,24 @@ class PerceiverTrainingArguments(TrainingArguments):
     )
 
 
+TRAIN_SUBSET_PREFIX = "train_subset"
+
+
+def training_subset(train: TensorImageDataset, size: int, seed: int) -> TensorImageDataset | None:
+    """A fixed, seeded subset of the training images, scored as they are (the training step sees them augmented)."""
+    if size <= 0:
+        return None
+    chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: min(size, len(train))]
+    return TensorImageDataset(DecodedSplit(train.images[chosen], train.labels[chosen], skipped_rows=[]))
+
+
 class PerceiverTrainer(Trainer):
     """Trainer whose batches arrive as uint8 images and are augmented and normalized on the training device."""
 
-    def __init__(self, *args, augment_config: AugmentConfig, image_mean, image_std, **kwargs):
+    def __init__(self, *args, augment_config: AugmentConfig, image_mean, image_std, train_subset=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.augment_config = augment_config
+        self.train_subset = train_subset  # scored beside validation at each evaluation (train_eval_samples)
         self.image_mean, self.image_std = image_mean, image_std
         if augment_config.mixes:
             self.label_smoother = None  # smoothing is folded into mixup/cutmix's soft targets instead
@@ -159,6 +179,14 @@ class PerceiverTrainer(Trainer):
         `--hub_token` in clear (run_args.json records the arguments, with tokens masked)."""
         super()._save(output_dir, state_dict)
         Path(output_dir or self.args.output_dir, "training_args.bin").unlink(missing_ok=True)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """Trainer's evaluation; a validation pass is followed by one on the fixed training subset, if any, so the
+        log holds training accuracy (without augmentation) beside validation accuracy at every evaluation."""
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.train_subset is not None and eval_dataset is None and metric_key_prefix == "eval":
+            metrics.update(super().evaluate(self.train_subset, ignore_keys, TRAIN_SUBSET_PREFIX))
+        return metrics
 
     def get_eval_dataloader(self, eval_dataset=None):
         """Evaluation sees every image: `dataloader_drop_last` (which keeps a compiled training step's shapes static)
@@ -523,6 +551,15 @@ class RunAlreadyFinished(Exception):
         self.metrics = metrics
 
 
+def default_settings() -> dict:
+    """The model and data flags' defaults, keyed as `run_settings` keys them."""
+    return {
+        f"{section}.{item.name}": item.default
+        for section, arguments in (("model", ModelArguments), ("data", DataArguments))
+        for item in fields(arguments)
+    }
+
+
 def check_previous_run(model_args, data_args, training_args) -> None:
     """A rerun into an output_dir with a run in it (finished: metrics.json; started: run_args.json) must be the same
     run: then a finished one is left untouched (RunAlreadyFinished) and an unfinished one resumes. Other settings are
@@ -537,10 +574,13 @@ def check_previous_run(model_args, data_args, training_args) -> None:
             f"{output_dir / 'run_args.json'} is not a run record ({error}): pass --overwrite_output_dir to start over"
         ) from error
     current = run_settings(current_run_args(model_args, data_args, training_args))
+    defaults = default_settings()
     differences = [
         f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now"
         for key in sorted(set(recorded) | set(current))
         if recorded.get(key) != current.get(key)
+        # a flag added after the run was recorded, used at its default, is the run as recorded
+        and not (key not in recorded and key in defaults and current.get(key) == defaults[key])
     ]
     finished = (output_dir / "metrics.json").is_file()
     if differences:
@@ -558,7 +598,8 @@ def check_previous_run(model_args, data_args, training_args) -> None:
 
 
 def strip_prefix(metrics: dict, prefix: str) -> dict:
-    return {key.removeprefix(prefix): value for key, value in metrics.items()}
+    """The metrics whose names start with `prefix`, without it."""
+    return {key.removeprefix(prefix): value for key, value in metrics.items() if key.startswith(prefix)}
 
 
 def best_validation_accuracy(log_history: list[dict]) -> float | None:
@@ -612,6 +653,8 @@ def build_trainer(
         mix_probability=data_args.mix_probability,
         label_smoothing=training_args.label_smoothing_factor,
     )
+    if data_args.train_eval_samples < 0:
+        raise ValueError(f"--train_eval_samples must be >= 0 (0: off), got {data_args.train_eval_samples}")
     check_output_dir(training_args.output_dir)
     drop_missing_trackers(training_args)
     check_previous_run(model_args, data_args, training_args)
@@ -647,6 +690,7 @@ def build_trainer(
         augment_config=augment_config,
         image_mean=processor.image_mean,
         image_std=processor.image_std,
+        train_subset=training_subset(data.train, data_args.train_eval_samples, training_args.seed),
     )
     require_fsdp_when_launched_with_it(trainer)
     return trainer, data, resume_from
@@ -742,7 +786,10 @@ def train(
             "world_size": training_args.world_size,
         }
     }
-    metrics["validation"] = strip_prefix(trainer.evaluate(metric_key_prefix="eval"), "eval_")
+    final = trainer.evaluate(metric_key_prefix="eval")
+    metrics["validation"] = strip_prefix(final, "eval_")
+    if trainer.train_subset is not None:
+        metrics["train_subset"] = strip_prefix(final, f"{TRAIN_SUBSET_PREFIX}_")
     if data.test is not None:
         metrics["test"] = strip_prefix(trainer.evaluate(data.test, metric_key_prefix="test"), "test_")
     metrics["best_validation_accuracy"] = best_validation_accuracy(

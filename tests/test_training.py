@@ -12,7 +12,9 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from modeling_perceiver_study.augment import normalize
 from modeling_perceiver_study.training import SetupError, main
 from tests.conftest import write_image_parquet
 from tests.helpers import REPO_ROOT, TINY_TRAINING_ARGS, train_tiny
@@ -296,6 +298,7 @@ def test_training_images_of_one_label_are_refused(tmp_path):
         (["--random_crop_padding", "-2"], r"--random_crop_padding must be an integer >= 0 \(0: off\), got -2"),
         (["--mixup_alpha", "-0.5"], r"--mixup_alpha must be >= 0 \(0: off\), got -0.5"),
         (["--randaugment_magnitude", "1.5"], r"--randaugment_magnitude must be in \[0, 1\], got 1.5"),
+        (["--train_eval_samples", "-1"], r"--train_eval_samples must be >= 0 \(0: off\), got -1"),
     ],
 )
 def test_flags_that_would_train_nothing_or_silently_switch_off_are_refused(synthetic_parquet, tmp_path, flags, message):
@@ -451,3 +454,39 @@ def test_tensorboard_events_land_in_the_run_folder_or_the_run_goes_on_untracked(
         metrics = train_tiny(synthetic_parquet, tmp_path / "untracked", "--report_to", "tensorboard")
     assert "tensorboard is not installed, so this run is not tracked" in caplog.text
     assert metrics["best_validation_accuracy"] is not None and not (tmp_path / "untracked" / "runs").exists()
+
+
+def test_training_accuracy_is_logged_beside_validation_on_a_fixed_unaugmented_subset(synthetic_parquet, tmp_path):
+    metrics = train_tiny(synthetic_parquet, tmp_path / "run", "--train_eval_samples", "12")
+    history = json.loads((tmp_path / "run" / "trainer_state.json").read_text())["log_history"]
+    validation = [entry for entry in history if "eval_accuracy" in entry]
+    train_subset = [entry for entry in history if "train_subset_accuracy" in entry]
+    assert len(train_subset) == len(validation) >= 2  # one per evaluation, epochs and the final one
+    assert [entry["epoch"] for entry in train_subset] == [entry["epoch"] for entry in validation]
+    assert metrics["train_subset"]["num_samples"] == 12 and 0 <= metrics["train_subset"]["accuracy"] <= 1
+    assert "train_subset_accuracy" not in metrics["validation"]
+
+    # The subset is scored exactly as the saved model scores those images, without augmentation.
+    from modeling_perceiver_study.training import DataArguments, prepare_data, training_subset
+
+    data = prepare_data(DataArguments(dataset_name=str(synthetic_parquet), train_val_split=0.25), 32, 3, seed=3)
+    subset = training_subset(data.train, 12, seed=3)
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "run", trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "run", trust_remote_code=True)
+    with torch.no_grad():
+        predicted = model(normalize(subset.images, processor.image_mean, processor.image_std)).logits.argmax(-1)
+    assert metrics["train_subset"]["accuracy"] == pytest.approx((predicted == subset.labels).float().mean().item())
+    assert training_subset(data.train, 0, seed=3) is None
+
+
+def test_a_run_recorded_before_a_flag_existed_is_the_same_run_at_that_flags_default(synthetic_parquet, tmp_path):
+    train_tiny(synthetic_parquet, tmp_path / "run")
+    run_args_path = tmp_path / "run" / "run_args.json"
+    record = json.loads(run_args_path.read_text())
+    del record["data"]["train_eval_samples"]  # as an older version wrote it
+    run_args_path.write_text(json.dumps(record))
+    before = (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns
+    train_tiny(synthetic_parquet, tmp_path / "run")  # the same command: a no-op
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(SetupError, match=r"data.train_eval_samples: None there, 4 now"):
+        train_tiny(synthetic_parquet, tmp_path / "run", "--train_eval_samples", "4")
