@@ -55,6 +55,7 @@ from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification
 from .plots import plot_training_curves
 from .presets import preset_fields, unknown_config_fields
+from .timing import TimeSplit
 
 logger = logging.getLogger("perceiver_study.train")
 
@@ -150,6 +151,13 @@ class PerceiverTrainingArguments(TrainingArguments):
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training (after a final evaluation and checkpoint) past this budget."}
     )
+    time_split: bool = field(
+        default=False,
+        metadata={
+            "help": "Measure where training time goes (step, data wait, augmentation, logging, evaluation, "
+            "checkpoint) into metrics.json; on a GPU it synchronises at each boundary, which costs a little."
+        },
+    )
 
 
 TRAIN_SUBSET_PREFIX = "train_subset"
@@ -169,10 +177,36 @@ class PerceiverTrainer(Trainer):
     def __init__(self, *args, augment_config: AugmentConfig, image_mean, image_std, train_subset=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.augment_config = augment_config
-        self.train_subset = train_subset  # scored beside validation at each evaluation (train_eval_samples)
         self.image_mean, self.image_std = image_mean, image_std
         if augment_config.mixes:
             self.label_smoother = None  # smoothing is folded into mixup/cutmix's soft targets instead
+        self.train_subset = train_subset  # scored beside validation at each evaluation (train_eval_samples)
+        self.time_split = TimeSplit(self.args.device) if self.args.time_split else None
+        self._evaluating = False
+        if self.time_split is not None:
+            self.add_callback(TimeSplitCallback(self.time_split))
+
+    def charge_time(self, part: str) -> None:
+        if self.time_split is not None:
+            self.time_split.charge(part)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        self.charge_time("other")
+        batches = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self.charge_time("data_wait")
+        return batches
+
+    def log(self, logs, *args, **kwargs):
+        if self._evaluating:  # evaluation logs its metrics: part of the evaluation's time
+            return super().log(logs, *args, **kwargs)
+        self.charge_time("logging")  # since the step: reading the loss back for the log
+        super().log(logs, *args, **kwargs)
+        self.charge_time("logging")
+
+    def _save_checkpoint(self, model, trial):
+        self.charge_time("other")
+        super()._save_checkpoint(model, trial)
+        self.charge_time("checkpoint")
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         """Trainer's save, without `training_args.bin`: a pickle nothing here reads back, which would keep a
@@ -183,9 +217,15 @@ class PerceiverTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Trainer's evaluation; a validation pass is followed by one on the fixed training subset, if any, so the
         log holds training accuracy (without augmentation) beside validation accuracy at every evaluation."""
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.train_subset is not None and eval_dataset is None and metric_key_prefix == "eval":
-            metrics.update(super().evaluate(self.train_subset, ignore_keys, TRAIN_SUBSET_PREFIX))
+        self.charge_time("other")
+        self._evaluating = True
+        try:
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            if self.train_subset is not None and eval_dataset is None and metric_key_prefix == "eval":
+                metrics.update(super().evaluate(self.train_subset, ignore_keys, TRAIN_SUBSET_PREFIX))
+        finally:
+            self._evaluating = False
+        self.charge_time("evaluation")
         return metrics
 
     def get_eval_dataloader(self, eval_dataset=None):
@@ -203,10 +243,12 @@ class PerceiverTrainer(Trainer):
         if pixels.dtype != torch.uint8:
             return inputs
         if self.model.training:
+            self.charge_time("step")
             num_labels = self.model.config.num_labels
             pixels, labels = augment_batch(
                 pixels, inputs["labels"], self.augment_config, num_labels, self.image_mean, self.image_std
             )
+            self.charge_time("augment")
             return {**inputs, "pixel_values": pixels, "labels": labels}
         return {**inputs, "pixel_values": normalize(pixels, self.image_mean, self.image_std)}
 
@@ -225,6 +267,24 @@ class TimeBudgetCallback(TrainerCallback):
         if time.monotonic() - self.started >= self.max_seconds:
             logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
             control.should_training_stop = True  # the epoch-end evaluation and checkpoint then follow as configured
+
+
+class TimeSplitCallback(TrainerCallback):
+    """Opens and closes `TimeSplit`'s clock with training and charges each optimizer step's compute to `step`."""
+
+    def __init__(self, time_split: TimeSplit):
+        self.time_split = time_split
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.time_split.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.time_split.charge("step")
+        self.time_split.steps += 1
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.time_split.charge("other")
+        self.time_split.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -795,6 +855,9 @@ def train(
     metrics["best_validation_accuracy"] = best_validation_accuracy(
         trainer.state.log_history + [{"eval_accuracy": metrics["validation"]["accuracy"]}]
     )
+    if trainer.time_split is not None:
+        metrics["time_split"] = trainer.time_split.summary()
+        logger.info(trainer.time_split.describe())
     metrics["skipped_corrupt_images"] = {name: len(rows) for name, rows in data.skipped_rows.items()}
     metrics["dataset"] = data_args.dataset_name
     metrics["label_names"] = data.label_names

@@ -490,3 +490,38 @@ def test_a_run_recorded_before_a_flag_existed_is_the_same_run_at_that_flags_defa
     assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(SetupError, match=r"data.train_eval_samples: None there, 4 now"):
         train_tiny(synthetic_parquet, tmp_path / "run", "--train_eval_samples", "4")
+
+
+def test_time_split_charges_each_part_of_the_run_and_its_parts_add_up(synthetic_parquet, tmp_path, monkeypatch):
+    from modeling_perceiver_study import training
+
+    collate = training.collate_batch
+
+    def slow_collate(batch):  # waiting for data: charged to data_wait
+        time.sleep(0.05)
+        return collate(batch)
+
+    real_metrics = training.build_compute_metrics
+
+    def slow_metrics(num_labels):  # part of each evaluation
+        compute = real_metrics(num_labels)
+
+        def compute_slowly(prediction):
+            time.sleep(0.3)
+            return compute(prediction)
+
+        return compute_slowly
+
+    monkeypatch.setattr(training, "collate_batch", slow_collate)
+    monkeypatch.setattr(training, "build_compute_metrics", slow_metrics)
+    metrics = train_tiny(synthetic_parquet, tmp_path / "run", "--time_split", "true")
+    split = metrics["time_split"]
+    steps = metrics["train"]["train_steps_per_second"] * metrics["train"]["train_runtime"]
+    assert split["steps"] == round(steps) > 0
+    assert split["seconds"]["data_wait"] >= 0.05 * split["steps"]
+    assert split["seconds"]["evaluation"] >= 0.3 * 2  # the two epoch-end evaluations; the final one is not training
+    assert split["seconds"]["step"] > 0 and split["seconds"]["augment"] > 0 and split["seconds"]["checkpoint"] > 0
+    assert sum(split["seconds"].values()) == pytest.approx(split["total_seconds"])
+    assert split["total_seconds"] <= metrics["train"]["train_runtime"]  # Trainer's clock starts before the loop's
+    assert sum(split["fraction"].values()) == pytest.approx(1.0)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["time_split"] == split
