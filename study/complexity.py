@@ -56,8 +56,9 @@ def current_rss_kib() -> int:
 MEMORY_CAP_GIB = 12  # a measurement process may use this much; past it, the model counts as out of memory
 
 
-def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: int) -> dict:
-    """One measurement, in this (fresh) process: median seconds of forward + backward, and peak memory added."""
+def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: int, depth: int | None = None) -> dict:
+    """One measurement, in this (fresh) process: median seconds of forward + backward, and peak memory added.
+    `depth`: latent self-attention layers (default BASE's 4)."""
     cap = MEMORY_CAP_GIB * 1024**3
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # fail an allocation cleanly instead of invoking the OOM killer
     import torch
@@ -67,7 +68,9 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
     from study.baselines import PixelTransformer, sdpa_attention
 
     torch.manual_seed(0)
-    config = PerceiverStudyConfig(**{**BASE, "num_latents": num_latents}, attn_implementation="sdpa")
+    depth = depth or BASE["num_self_attends_per_block"]
+    fields = {**BASE, "num_latents": num_latents, "num_self_attends_per_block": depth}
+    config = PerceiverStudyConfig(**fields, attn_implementation="sdpa")
     if model_name == "perceiver":
         model = PerceiverStudyForImageClassification(config)
 
@@ -105,6 +108,7 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
         "image_size": size,
         "pixels": size * size,
         "num_latents": num_latents,
+        "depth": depth,
         "batch": batch,
         "step_seconds": statistics.median(times[1:]),
         "peak_memory_mib": max(peak_kib - baseline_kib, 0) / 1024,
@@ -112,9 +116,9 @@ def measure(model_name: str, size: int, num_latents: int, batch: int, repeats: i
     }
 
 
-def run_measurement(model_name, size, num_latents, batch, repeats, timeout) -> dict:
+def run_measurement(model_name, size, num_latents, batch, repeats, timeout, depth=None) -> dict:
     command = [sys.executable, "-m", "study.complexity", "--measure", model_name, str(size), str(num_latents)]
-    command += [str(batch), str(repeats)]
+    command += [str(batch), str(repeats), str(depth or BASE["num_self_attends_per_block"])]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=CHECKOUT)
     except subprocess.TimeoutExpired:
@@ -198,11 +202,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="Seconds one measurement may take.")
     parser.add_argument("--plot", default=None, help="Only draw the figure from this results file.")
     parser.add_argument("--figure", default="docs/figures/complexity.png")
-    parser.add_argument("--measure", nargs=5, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=6, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
-        model_name, size, num_latents, batch, repeats = args.measure
-        print(json.dumps(measure(model_name, int(size), int(num_latents), int(batch), int(repeats))))
+        model_name, size, num_latents, batch, repeats, depth = args.measure
+        print(json.dumps(measure(model_name, int(size), int(num_latents), int(batch), int(repeats), int(depth))))
         return 0
     if args.plot:
         plot_complexity(args.plot, args.figure)

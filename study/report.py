@@ -197,6 +197,87 @@ def performance_steps_table(steps_dir: Path) -> str:
     return markdown_table(header, rows)
 
 
+def onnx_table(onnx_dir: Path) -> str:
+    """One row per recorded export: onnxruntime against PyTorch eager on this CPU, and the check against PyTorch."""
+    rows = []
+    for path in sorted(onnx_dir.glob("*.json")):
+        record = read_json(path)
+        bench = record["benchmark"]
+        rows.append(
+            [
+                f"`{path.name}`",
+                f"`{record['model']}`",
+                str(bench["batch_size"]),
+                f"{bench['pytorch_eager_images_per_second']:.0f}",
+                f"{bench['onnxruntime_images_per_second']:.0f}",
+                f"{bench['onnxruntime_speedup']:.2f}x",
+                f"{record['export_seconds']:.1f} s",
+                f"{max(record['max_abs_logit_difference'].values()):.1e}",
+            ]
+        )
+    header = ["record", "model", "batch", "PyTorch eager images/s", "onnxruntime images/s", "speed-up", "export"]
+    return markdown_table([*header, "max logit difference"], rows)
+
+
+def time_split_table(split_dir: Path) -> str:
+    """Where each recorded run's training-loop time went (`--time_split`), in % of the loop's wall time."""
+    rows = []
+    for path in sorted(split_dir.glob("*/metrics.json")):
+        split = read_json(path)["time_split"]
+        fraction = split["fraction"]
+        parts = [f"{100 * fraction[part]:.1f} %" for part in ("step", "data_wait", "augment", "evaluation")]
+        rest = fraction["logging"] + fraction["checkpoint"] + fraction["other"]
+        rows.append([f"`{path.parent.name}`", str(split["steps"]), f"{split['total_seconds']:.0f} s", *parts])
+        rows[-1].append(f"{100 * rest:.1f} %")
+    header = ["run", "steps", "loop time", "step", "data wait", "augmentation", "evaluation"]
+    return markdown_table([*header, "logging, checkpoints, other"], rows)
+
+
+def depth_cost_table(path: Path) -> str:
+    """Training-step time at each latent depth and input size, and the cost of one latent layer at each size."""
+    result = read_json(path)
+    rows_by_size = {}
+    for row in result["rows"]:
+        cell = "skipped" if "skipped" in row else f"{1000 * row['step_seconds']:.0f} ms"
+        rows_by_size.setdefault(row["image_size"], {})[row["depth"]] = cell
+    depths = sorted({row["depth"] for row in result["rows"]})
+    per_layer = result["seconds_per_layer_by_image_size"]
+    rows = [
+        [f"{size} x {size} ({size * size:,} tokens)", *[cells.get(d, "") for d in depths]]
+        + [f"{1000 * per_layer[str(size)]:.1f} ms"]
+        for size, cells in sorted(rows_by_size.items())
+    ]
+    additive, interaction = result["additive_fit"], result["interaction_fit"]
+    table = markdown_table(["input", *[f"depth {d}" for d in depths], "per added layer"], rows)
+    return table + (
+        f"\nFit over all cells: t = a + b M + c L explains R^2 = {additive['r2']:.3f} of the variance; adding an "
+        f"M x L term gives R^2 = {interaction['r2']:.3f}, and that term is "
+        f"{100 * interaction['interaction_share_of_largest_step']:.1f} % of the largest step. "
+        f"Batch {result['batch']}.\n"
+    )
+
+
+def depth_accuracy_table(path: Path) -> str:
+    result = read_json(path)
+    rows = []
+    for depth, summary in sorted(result["by_depth"].items(), key=lambda item: int(item[0])):
+        runs = [run for run in result["runs"] if str(run["depth"]) == depth]
+        speed = sum(run["train_samples_per_second"] for run in runs) / len(runs)
+        low, high = summary["range"]
+        rows.append(
+            [
+                depth,
+                f"{runs[0]['parameters'] / 1e6:.2f}M",
+                f"**{100 * summary['mean']:.1f} %** ({100 * low:.1f} to {100 * high:.1f})",
+                f"{100 * summary['train_subset_mean']:.1f} %",
+                f"{speed:.0f}",
+            ]
+        )
+    header = ["latent layers", "parameters", f"validation after {result['epochs']:g} epochs, mean (range)"]
+    header += ["training subset (not augmented)", "images/s"]
+    return markdown_table(header, rows)
+
+
 def tables(results_dir: Path) -> dict[str, str]:
     """Every generated table whose result file exists, by marker name."""
     results_dir = Path(results_dir)
@@ -209,6 +290,10 @@ def tables(results_dir: Path) -> dict[str, str]:
         "benchmark-seed": (benchmark_table, results_dir / "benchmark-cpu-seed-bf16.json"),
         "benchmark-seed-gpu": (benchmark_table, results_dir / "benchmark-gpu-h100-seed-bf16.json"),
         "performance-steps": (performance_steps_table, results_dir / "performance-steps"),
+        "onnx-cpu": (onnx_table, results_dir / "onnx-cpu"),
+        "time-split-cpu": (time_split_table, results_dir / "time-split-cpu"),
+        "depth-cost": (depth_cost_table, results_dir / "study" / "depth-cost.json"),
+        "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
     }
     return {name: build(source) for name, (build, source) in sources.items() if source.exists()}
 
