@@ -17,15 +17,13 @@ same training code for the same epochs, two seeds each (the seed sets initialisa
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-from safetensors import safe_open
-
-from modeling_perceiver_study.files import read_json, write_json_atomic
+from modeling_perceiver_study.files import write_json_atomic
 from study.complexity import BASE, run_measurement
 from study.records import run_record
+from study.short_runs import RECIPE_NOTE, train_variant
 
 DEPTHS = (1, 2, 4, 8)
 SIZES = (32, 48, 64)  # pixel tokens: M = 1,024, 2,304 and 4,096
@@ -100,38 +98,9 @@ def measure_cost(depths, sizes, batch, repeats, timeout) -> dict:
 
 
 def train_depth(dataset_name, depth, seed, epochs, work_dir) -> dict:
-    from modeling_perceiver_study.training import main as train_main
-
-    output = Path(work_dir) / f"depth{depth}-seed{seed}"
-    argv = [
-        "configuration/recipes/cpu-small.json",
-        "--dataset_name", dataset_name,
-        "--output_dir", str(output),
-        "--config_overrides", f"num_self_attends_per_block={depth}",
-        "--num_train_epochs", str(epochs),
-        "--max_train_minutes", "60",
-        "--seed", str(seed),
-        "--torch_compile", "false",
-        "--save_strategy", "no",
-        "--disable_tqdm", "true",
-        "--report_to", "none",
-        "--train_eval_samples", "5000",
-    ]  # fmt: skip
-    metrics = train_main(argv)  # a finished run in `output` is left as it is and its metrics returned
-    config = read_json(output / "config.json")
-    with safe_open(str(output / "model.safetensors"), framework="pt") as weights:
-        parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
-    return {
-        "depth": depth,
-        "seed": seed,
-        "epochs": epochs,
-        "folder": str(output),
-        "parameters": parameters,
-        "num_self_attends_per_block": config["num_self_attends_per_block"],
-        "validation_accuracy": metrics["validation"]["accuracy"],
-        "train_subset_accuracy": metrics.get("train_subset", {}).get("accuracy"),
-        "train_samples_per_second": metrics["train"]["train_samples_per_second"],
-    }
+    flags = ["--config_overrides", f"num_self_attends_per_block={depth}"]
+    run = train_variant(dataset_name, f"depth{depth}-seed{seed}", flags, seed, epochs, work_dir)
+    return {"depth": depth, **run}
 
 
 def measure_accuracy(dataset_name, depths, seeds, epochs, work_dir) -> dict:
@@ -148,7 +117,7 @@ def measure_accuracy(dataset_name, depths, seeds, epochs, work_dir) -> dict:
         }
     return {
         "preset": "cpu-small",
-        "recipe": "configuration/recipes/cpu-small.json with --num_train_epochs EPOCHS, no compilation",
+        "recipe": RECIPE_NOTE,
         "epochs": epochs,
         "seeds": list(seeds),
         "runs": runs,

@@ -200,6 +200,23 @@ def build_arm(arm: str, preset: str, order: torch.Tensor):
     return model
 
 
+def arm_flops(args) -> dict:
+    """Forward FLOPs per image of each arm's model (torch's formulas, 2 per multiply-add), on a batch of 8."""
+    from study.benchmark import count_flops
+
+    pixels, labels = torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)
+    order = pixel_permutation(32, 32, args.permutation_seed)
+    flops = {}
+    for arm in args.arms:
+        model = build_arm(arm, args.preset, order)
+
+        def forward(x, y, model=model):
+            return logits_of(model, x)
+
+        flops[arm] = count_flops(forward, model, pixels, labels, False, "fp32", torch.device("cpu"))
+    return {"preset": args.preset, "forward_flops_per_image": flops}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="uoft-cs/cifar10")
@@ -210,7 +227,14 @@ def main(argv=None) -> int:
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--work_dir", default="outputs/permutation")
     parser.add_argument("--output", default="results/study/permutation.json")
+    parser.add_argument(
+        "--flops_output", default=None, help="Only count each arm's forward FLOPs per image into this JSON, then stop."
+    )
     args = parser.parse_args(argv)
+    if args.flops_output:
+        write_json_atomic(args.flops_output, {**run_record("study.permutation", argv), **arm_flops(args)})
+        print(Path(args.flops_output).read_text())
+        return 0
 
     try:
         stem = load_preset(args.preset).input_stem
