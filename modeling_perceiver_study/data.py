@@ -123,17 +123,42 @@ def open_image_dataset(
     return OpenedDataset(dataset, image_column, label_column, names)
 
 
-def carve_validation_split(train_split, label_column: str, fraction: float, seed: int):
-    """A seeded, stratified (train, validation) pair carved from `train_split`."""
+def carve_validation_split(train_split, label_column: str, fraction: float, seed: int, name: str = "train_val_split"):
+    """A seeded, stratified (train, held-out) pair carved from `train_split`; `name` is the flag the fraction came
+    from, for the error."""
     from datasets import ClassLabel
 
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"train_val_split must be a fraction in (0, 1), got {fraction}")
+        raise DataError(f"{name} must be a fraction in (0, 1), got {fraction}")
     if not isinstance(train_split.features[label_column], ClassLabel):
         names = label_names(train_split, label_column)
         train_split = train_split.cast_column(label_column, ClassLabel(names=names))
     parts = train_split.train_test_split(test_size=fraction, seed=seed, stratify_by_column=label_column)
     return parts["train"], parts["test"]
+
+
+# The final test split is carved with this seed whatever the run's --seed, so every run and seed that asks for one
+# holds out the same images, and no choice made on validation has looked at them.
+TEST_SPLIT_SEED = 20261130
+
+
+def split_held_out(dataset, label_column: str, train_val_split: float, seed: int, test_split: float = 0.0):
+    """(train, validation, test or None). The dataset's own validation and test splits when it has them; otherwise a
+    test split (`test_split` of train, seeded with TEST_SPLIT_SEED, stratified) is carved first when asked for, and the
+    validation split (`train_val_split` of what is left, seeded with `seed`) from the rest: the two never overlap."""
+    test = dataset["test"] if "test" in dataset else None
+    if test is not None and test_split:
+        raise DataError(
+            f"the dataset has its own test split ({len(test)} rows): --test_split carves one only from a dataset "
+            "without one; leave it at 0"
+        )
+    remaining = dict(dataset)
+    if test is None and test_split:
+        remaining["train"], test = carve_validation_split(
+            dataset["train"], label_column, test_split, TEST_SPLIT_SEED, name="test_split"
+        )
+    train, validation = split_off_validation(remaining, label_column, train_val_split, seed)
+    return train, validation, test
 
 
 def split_off_validation(dataset, label_column: str, fraction: float, seed: int):

@@ -12,11 +12,12 @@ import torch
 
 from .augment import normalize
 from .data import (
+    TEST_SPLIT_SEED,
     DataError,
     decode_split,
     limit_split,
     open_image_dataset,
-    split_off_validation,
+    split_held_out,
 )
 from .files import read_json, require_model_location, write_json_atomic
 from .metrics import load_accuracy
@@ -36,18 +37,22 @@ class EvaluationData:
     description: str
 
 
-def training_split_settings(model_dir) -> tuple[int, float]:
-    """Seed and validation fraction of the run that trained `model_dir` (to rebuild its held-out split)."""
+def training_split_settings(model_dir) -> tuple[int, float, float]:
+    """Seed, validation fraction and test fraction (`--test_split`, 0 if none) of the run that trained `model_dir`,
+    to rebuild its held-out splits."""
     run_args_path = Path(model_dir) / "run_args.json"
     if run_args_path.is_file():
         run_args = read_json(run_args_path)  # a file that is not JSON is named
         try:
-            return run_args["training"].get("seed", DEFAULT_SEED), run_args["data"].get(
-                "train_val_split", DEFAULT_FRACTION
+            data = run_args["data"]
+            return (
+                run_args["training"].get("seed", DEFAULT_SEED),
+                data.get("train_val_split", DEFAULT_FRACTION),
+                data.get("test_split", 0.0),
             )
         except (KeyError, AttributeError, TypeError) as error:
             raise ValueError(f"{run_args_path} is not a training run's record (no {error})") from error
-    return DEFAULT_SEED, DEFAULT_FRACTION
+    return DEFAULT_SEED, DEFAULT_FRACTION, 0.0
 
 
 def load_evaluation_data(
@@ -60,9 +65,11 @@ def load_evaluation_data(
     max_samples=None,
     image_column=None,
     label_column=None,
+    test_split=0.0,
 ) -> EvaluationData:
-    # The validation split is the dataset's own or, as training does, carved from train: columns are read on train.
-    opened = open_image_dataset(dataset_name, "train" if split == "validation" else split, image_column, label_column)
+    # Held-out splits are the dataset's own or, as training does, carved from train: columns are read on train.
+    carved = split in ("validation", "test")
+    opened = open_image_dataset(dataset_name, "train" if carved else split, image_column, label_column)
     dataset, image_column, label_column, names = (
         opened.splits,
         opened.image_column,
@@ -71,9 +78,20 @@ def load_evaluation_data(
     )
     source = dataset.get(split)
     description = f"{dataset_name} [{split}]"
-    if source is None:  # only the validation split gets here: carve it as the training run did
-        _, source = split_off_validation(dataset, label_column, train_val_split, seed)
-        description = f"{dataset_name} [validation: {100 * train_val_split:g} % of train carved with seed {seed}]"
+    if source is None and split == "test" and not test_split:
+        raise DataError(
+            f"{dataset_name} has no test split, and the run that trained this model carved none (--test_split)"
+        )
+    if source is None:  # a held-out split the training run carved: carve it again the same way
+        _, validation, test = split_held_out(dataset, label_column, train_val_split, seed, test_split)
+        source = validation if split == "validation" else test
+        if split == "validation":
+            description = f"{dataset_name} [validation: {100 * train_val_split:g} % of train carved with seed {seed}]"
+        else:
+            description = (
+                f"{dataset_name} [test: {100 * test_split:g} % of train carved with seed {TEST_SPLIT_SEED}, "
+                "disjoint from validation]"
+            )
     source = limit_split(source, max_samples, seed)
     decoded = decode_split(source, image_column, label_column, image_size, num_channels, split_name=split)
     return EvaluationData(decoded.images, decoded.labels, names, description)
@@ -119,7 +137,7 @@ def evaluate_model_folder(
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True, **extra).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     config = model.config
-    seed, train_val_split = training_split_settings(model_dir)
+    seed, train_val_split, test_split = training_split_settings(model_dir)
     data = load_evaluation_data(
         dataset_name,
         split,
@@ -130,6 +148,7 @@ def evaluate_model_folder(
         max_samples,
         image_column,
         label_column,
+        test_split,
     )
     model_labels = [config.id2label[i] for i in range(config.num_labels)]
     if data.label_names != model_labels:

@@ -39,7 +39,7 @@ from .data import (
     find_column,
     limit_split,
     open_image_dataset,
-    split_off_validation,
+    split_held_out,
 )
 from .export import complete_auto_map
 from .files import (
@@ -71,6 +71,13 @@ class DataArguments:
     label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
     train_val_split: float = field(
         default=0.1, metadata={"help": "Fraction of train carved (seeded, stratified) as validation when none exists."}
+    )
+    test_split: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fraction of train carved as a final test split when the dataset has none (stratified, one fixed "
+            "seed for every run, disjoint from validation), scored once at the end; 0: none."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many validation/test images."})
@@ -378,8 +385,9 @@ def prepare_data(data_args: DataArguments, image_size: int, num_channels: int, s
             f"label column {label_column!r} of {data_args.dataset_name!r} names {len(names)} class(es) {names}: a "
             "classifier needs at least two (one class would score 100 % by construction)"
         )
-    train, validation = split_off_validation(dataset, label_column, data_args.train_val_split, seed)
-    test = dataset["test"] if "test" in dataset else None
+    train, validation, test = split_held_out(
+        dataset, label_column, data_args.train_val_split, seed, data_args.test_split
+    )
     for split_name, split in (("validation", validation), ("test", test)):
         if split is not None:
             find_column(split.column_names, image_column, (), "image", split_name)

@@ -28,7 +28,7 @@ from modeling_perceiver_study.data import (
     decode_split,
     limit_split,
     open_image_dataset,
-    split_off_validation,
+    split_held_out,
 )
 from modeling_perceiver_study.evaluation import training_split_settings
 from modeling_perceiver_study.files import require_model_location, write_json_atomic
@@ -78,10 +78,10 @@ def accuracy(model, images, labels, mean, std, batch_size, bf16, arm="natural", 
 
 def held_out_and_training_images(model_dir, dataset_name, config, max_samples):
     """(validation images, labels), (training images, labels): the split the run carved, the rest of train."""
-    seed, fraction = training_split_settings(model_dir)
+    seed, fraction, test_fraction = training_split_settings(model_dir)
     opened = open_image_dataset(dataset_name)
     image_column, label_column = opened.image_column, opened.label_column
-    train, validation = split_off_validation(opened.splits, label_column, fraction, seed)
+    train, validation, _ = split_held_out(opened.splits, label_column, fraction, seed, test_fraction)
     decoded = []
     for name, split in (("validation", validation), ("train", train)):
         split = limit_split(split, max_samples, seed)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_perceiver_study.evaluation import confusion_matrix, evaluate_main
+from modeling_perceiver_study.data import DataError
+from modeling_perceiver_study.evaluation import confusion_matrix, evaluate_main, evaluate_model_folder
 from modeling_perceiver_study.plots import sharpest_attention_maps
+from modeling_perceiver_study.training import SetupError
 from tests.helpers import train_tiny
 
 
@@ -53,8 +55,8 @@ def test_evaluation_refuses_a_dataset_with_other_labels(trained, tmp_path, capsy
 
 def test_missing_split_lists_the_splits(trained, synthetic_parquet, tmp_path, capsys):
     model_dir, _ = trained
-    assert run_evaluation(str(model_dir), str(synthetic_parquet), str(tmp_path / "eval"), "--split", "test") == 2
-    assert "has no split 'test'; its splits are ['train']" in capsys.readouterr().err
+    assert run_evaluation(str(model_dir), str(synthetic_parquet), str(tmp_path / "eval"), "--split", "holdout") == 2
+    assert "has no split 'holdout'; its splits are ['train']" in capsys.readouterr().err
 
 
 def test_confusion_matrix_counts_pairs():
@@ -124,3 +126,35 @@ def test_a_truncated_weights_file_is_named(trained, synthetic_parquet, tmp_path,
     weights.write_bytes(weights.read_bytes()[:-64])
     assert run_evaluation(str(damaged), str(synthetic_parquet), str(tmp_path / "eval")) == 2
     assert f"weights file {weights} does not load" in capsys.readouterr().err
+
+
+def test_a_carved_test_split_is_disjoint_from_validation_the_same_for_every_seed_and_scored_once(
+    synthetic_parquet, tmp_path
+):
+    from modeling_perceiver_study.data import open_image_dataset, split_held_out
+
+    opened = open_image_dataset(str(synthetic_parquet))
+    rows = {}
+    for seed in (3, 4):
+        train, validation, test = split_held_out(opened.splits, opened.label_column, 0.25, seed, test_split=0.25)
+        rows[seed] = [set(split["source_row"]) for split in (train, validation, test)]
+        train_rows, validation_rows, test_rows = rows[seed]
+        assert not (train_rows & validation_rows or train_rows & test_rows or validation_rows & test_rows)
+        assert len(train_rows | validation_rows | test_rows) == len(opened.splits["train"])
+    assert rows[3][2] == rows[4][2] and rows[3][1] != rows[4][1]  # one test carve; validation follows --seed
+
+    metrics = train_tiny(synthetic_parquet, tmp_path / "run", "--test_split", "0.25")
+    assert metrics["test"]["num_samples"] == len(rows[3][2])
+    assert metrics["validation"]["num_samples"] == len(rows[3][1])
+    evaluated = evaluate_model_folder(tmp_path / "run", str(synthetic_parquet), "test", tmp_path / "eval")
+    assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert "disjoint from validation" in evaluated["dataset"]
+
+    with pytest.raises(SetupError, match="test_split must be a fraction in \\(0, 1\\), got 1.5"):
+        train_tiny(synthetic_parquet, tmp_path / "bad", "--test_split", "1.5")
+
+
+def test_a_test_split_is_not_invented_for_a_run_that_carved_none(trained, synthetic_parquet, tmp_path):
+    model_dir, _ = trained
+    with pytest.raises(DataError, match="has no test split, and the run that trained this model carved none"):
+        evaluate_model_folder(model_dir, str(synthetic_parquet), "test", tmp_path / "eval")
