@@ -426,7 +426,75 @@ def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     for name, (plot, source) in study.items():
         if source.exists():
             drawn.append(plot(source, figures_dir / name))
+    if (results_dir / "cpu-small-cpu" / HEAD_RUNS[0]).is_dir():
+        drawn.append(plot_heads(results_dir, figures_dir / "heads.png"))
+    if (results_dir / "seed-recipe-cpu" / "seed-cpu-l32x16-conv128x4").is_dir():
+        drawn.append(plot_stem_epochs(results_dir, figures_dir / "stem-epochs.png"))
     return drawn
+
+
+# The 20-minute runs at 8 latents and 4 x 4 tokens that differ in cross-attention heads (docs/results.md, runs 13-18).
+HEAD_RUNS = ("cpu-small-p4l8", "cpu-small-p4l8x4", "cpu-small-p4l8x8", "cpu-small-l8x8-dataseed1", "cpu-small-x16")
+HEAD_RUNS += ("cpu-small-x16-dataseed1",)
+# 10 epochs at 32 latents x 256 and 4 x 4 tokens, each token's features changed (report section 6).
+STEM_RUNS = {
+    "seed-convfree-cpu": "raw patches, 64 heads, 2 cross-attends (seed-convfree)",
+    "seed-cpu-l32x16": "raw patches, 16 heads",
+    "seed-cpu-l32x16-conv": "2-layer stem",
+    "seed-cpu-l32x16-conv128-lr1e-3": "2-layer stem, 128 channels, lr 1e-3",
+    "seed-cpu-l32x16-conv128x3": "3-layer stem",
+    "seed-cpu-l32x16-conv128x4": "4-layer stem (seed-conv)",
+    "seed-conv-cpu-dataseed1": "4-layer stem (seed-conv), second data order",
+}
+
+
+def plot_heads(results_dir: Path, output_path: Path) -> Path:
+    """Validation accuracy of the 20-minute runs against their cross-attention heads (8 latents, 4 x 4 tokens)."""
+    plt = pyplot()
+    points = []
+    for name in HEAD_RUNS:
+        folder = results_dir / "cpu-small-cpu" / name
+        config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
+        points.append((config["num_cross_attention_heads"], 100 * metrics["validation"]["accuracy"]))
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    heads, accuracy = zip(*points)
+    axis.semilogx(heads, accuracy, "o", base=2)
+    axis.set_xticks(sorted(set(heads)), [str(h) for h in sorted(set(heads))])
+    axis.minorticks_off()
+    axis.set(
+        title="20 CPU-minutes, 8 latents, 4 x 4 tokens: one point per run",
+        xlabel="cross-attention heads",
+        ylabel="validation accuracy (%)",
+        ylim=(0, 100),
+    )
+    axis.grid(alpha=0.3)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
+    """Validation accuracy per epoch of the 10-epoch runs that differ in their tokens' features."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for name, label in STEM_RUNS.items():
+        group = "convfree-cpu" if name.startswith("seed-convfree") else "seed-recipe-cpu"
+        history = read_json(results_dir / group / name / "trainer_state.json")["log_history"]
+        points = [(entry["epoch"], 100 * entry["eval_accuracy"]) for entry in history if "eval_accuracy" in entry]
+        axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+    axis.set(
+        title="10 epochs, 32 latents x 256, 4 x 4 tokens (one run each)",
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        ylim=(0, 100),
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
