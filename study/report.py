@@ -426,6 +426,16 @@ def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     for name, (plot, source) in study.items():
         if source.exists():
             drawn.append(plot(source, figures_dir / name))
+    depth_cost, depth_accuracy = (
+        results_dir / "study" / "depth-cost.json",
+        results_dir / "study" / "depth-accuracy.json",
+    )
+    if depth_cost.exists() and depth_accuracy.exists():
+        drawn.append(plot_depth(depth_cost, depth_accuracy, figures_dir / "depth.png"))
+    if (results_dir / "study" / "regularisation.json").exists():
+        drawn.append(
+            plot_regularisation(results_dir / "study" / "regularisation.json", figures_dir / "regularisation.png")
+        )
     if (results_dir / "cpu-small-cpu" / HEAD_RUNS[0]).is_dir():
         drawn.append(plot_heads(results_dir, figures_dir / "heads.png"))
     if (results_dir / "seed-recipe-cpu" / "seed-cpu-l32x16-conv128x4").is_dir():
@@ -491,6 +501,71 @@ def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_depth(cost_path: Path, accuracy_path: Path, output_path: Path) -> Path:
+    """Step time against latent depth at each input size (parallel lines: additive cost), and accuracy against
+    depth after a fixed number of epochs (each seed a point)."""
+    cost, accuracy = read_json(cost_path), read_json(accuracy_path)
+    plt = pyplot()
+    figure, (cost_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for size in sorted({row["image_size"] for row in cost["rows"]}):
+        rows = [r for r in cost["rows"] if r["image_size"] == size and "skipped" not in r]
+        cost_axis.plot([r["depth"] for r in rows], [1000 * r["step_seconds"] for r in rows], marker="o",
+                       label=f"{size} x {size} pixels")  # fmt: skip
+    cost_axis.set(title="Training-step time (batch 8)", xlabel="latent layers", ylabel="ms", ylim=(0, None))
+    cost_axis.legend(fontsize=8)
+    for run in accuracy["runs"]:
+        accuracy_axis.plot(run["depth"], 100 * run["validation_accuracy"], "o", color="tab:blue")
+        accuracy_axis.plot(run["depth"], 100 * run["train_subset_accuracy"], "s", color="tab:orange", alpha=0.7)
+    accuracy_axis.plot([], [], "o", color="tab:blue", label="validation")
+    accuracy_axis.plot([], [], "s", color="tab:orange", label="training subset (not augmented)")
+    accuracy_axis.set(
+        title=f"cpu-small after {accuracy['epochs']:g} epochs (each seed a point)",
+        xlabel="latent layers",
+        ylabel="accuracy (%)",
+        ylim=(0, 100),
+    )
+    accuracy_axis.legend(fontsize=8)
+    for axis in (cost_axis, accuracy_axis):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+        axis.minorticks_off()
+        axis.grid(alpha=0.3)
+    try:
+        return save_figure(figure, output_path)
+    finally:
+        plt.close(figure)
+
+
+def plot_regularisation(path: Path, output_path: Path) -> Path:
+    """Per epoch, each arm: validation and un-augmented training-subset accuracy, and the two losses against the
+    training-batch loss (mean of the seeds)."""
+    result = read_json(path)
+    plt = pyplot()
+    figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (arm, runs), color in zip(result["arms"].items(), ("tab:blue", "tab:green")):
+        epochs = [entry["epoch"] for entry in runs[0]["per_epoch"]]
+
+        def mean(key, runs=runs):
+            per_run = [[entry[key] for entry in run["per_epoch"]] for run in runs]
+            return [sum(values) / len(values) for values in zip(*per_run)]
+
+        accuracy_axis.plot(epochs, [100 * v for v in mean("validation_accuracy")], "-o", color=color,
+                           label=f"{arm}: validation")  # fmt: skip
+        accuracy_axis.plot(epochs, [100 * v for v in mean("train_subset_accuracy")], "--s", color=color,
+                           label=f"{arm}: training subset")  # fmt: skip
+        loss_axis.plot(epochs, mean("validation_loss"), "-o", color=color, label=f"{arm}: validation")
+        loss_axis.plot(epochs, mean("train_batches_loss"), ":^", color=color, label=f"{arm}: training batches")
+    accuracy_axis.set(title="Accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
+    loss_axis.set(title="Loss: validation against the epoch's training batches", xlabel="epoch")
+    for axis in (accuracy_axis, loss_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
     try:
         return save_figure(figure, output_path)
     finally:
