@@ -10,6 +10,14 @@ def save_figure(figure, path) -> Path:
     return replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120, bbox_inches="tight"))
 
 
+def save_and_close(figure, path) -> Path:
+    """Save `figure` (atomically) and release it, also when saving fails."""
+    try:
+        return save_figure(figure, path)
+    finally:
+        pyplot().close(figure)
+
+
 def curves_from_log_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """(epoch, value) series for training loss, validation loss/accuracy and learning rate."""
     series = {"loss": [], "eval_loss": [], "eval_accuracy": [], "learning_rate": []}
@@ -56,10 +64,7 @@ def plot_training_curves(trainer_state_path, output_path) -> Path:
     lr_axis.set(title="Learning rate", xlabel="epoch")
     for axis in (loss_axis, accuracy_axis, lr_axis):
         axis.grid(alpha=0.3)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def pyplot():
@@ -98,10 +103,7 @@ def plot_confusion_matrix(matrix, label_names, output_path) -> Path:
                     color="white" if value > 0.5 else "black",
                 )
     figure.colorbar(image, ax=axis, fraction=0.046, label="% of the true class")
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def plot_prediction_grid(
@@ -127,10 +129,7 @@ def plot_prediction_grid(
         )
     if title:
         figure.suptitle(title, fontsize=9)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def sharpest_attention_maps(attention, count):
@@ -209,7 +208,4 @@ def plot_attention_maps(
             )
     if title:
         figure.suptitle(title, fontsize=8)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from modeling_perceiver_study.files import percent, read_json, replace_atomically
-from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_figure
+from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_and_close
 from modeling_perceiver_study.publish import conv_stem_size
 from study.permutation import ARMS as PERMUTATION_ARMS
 
@@ -365,10 +365,7 @@ def plot_latents(path: Path, output_path: Path) -> Path:
         axis.set_xticks(counts, [str(count) for count in counts])
         axis.minorticks_off()
         axis.grid(alpha=0.3)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def plot_permutation(path: Path, output_path: Path) -> Path:
@@ -393,10 +390,7 @@ def plot_permutation(path: Path, output_path: Path) -> Path:
     axis.set(title=title, xlabel="accuracy (%)")
     axis.set_xlim(0, 100)
     axis.grid(alpha=0.3, axis="x")
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def run_files(results_dir: Path, name: str) -> list[Path]:
@@ -478,10 +472,7 @@ def plot_heads(results_dir: Path, output_path: Path) -> Path:
         ylim=(0, 100),
     )
     axis.grid(alpha=0.3)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
@@ -501,10 +492,7 @@ def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def plot_depth(cost_path: Path, accuracy_path: Path, output_path: Path) -> Path:
@@ -536,10 +524,7 @@ def plot_depth(cost_path: Path, accuracy_path: Path, output_path: Path) -> Path:
         axis.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
         axis.minorticks_off()
         axis.grid(alpha=0.3)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def plot_regularisation(path: Path, output_path: Path) -> Path:
@@ -566,10 +551,7 @@ def plot_regularisation(path: Path, output_path: Path) -> Path:
     for axis in (accuracy_axis, loss_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    try:
-        return save_figure(figure, output_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, output_path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -611,7 +593,4 @@ def plot_complexity(results_path, figure_path) -> Path:
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8, loc="upper left")
     figure_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return save_figure(figure, figure_path)
-    finally:
-        plt.close(figure)
+    return save_and_close(figure, figure_path)
