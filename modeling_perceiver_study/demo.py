@@ -55,18 +55,19 @@ class Classifier:
 
 def load_classifier(model_dir) -> Classifier:
     """The model and its image processor as a user loads them (Auto classes, `trust_remote_code`); anything that
-    is not a Perceiver Study image classifier is refused by name."""
+    is not a Perceiver Study image classifier is refused by name, from its config, before any weights load. The ONNX
+    export loads through here too."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     try:
         require_model_location(str(model_dir))
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
-        raise DemoError(f"{model_dir} is not a model folder or Hub model this demo can load: {error}") from error
+        raise DemoError(f"{model_dir} is not a model folder or Hub model that loads: {error}") from error
     if getattr(config, "model_type", None) != "perceiver_study":
         raise DemoError(
-            f"{model_dir} holds a {getattr(config, 'model_type', None)!r} model; this demo shows a Perceiver Study "
-            "model (model_type 'perceiver_study')"
+            f"{model_dir} holds a {getattr(config, 'model_type', None)!r} model, not a Perceiver Study model "
+            "(model_type 'perceiver_study')"
         )
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)

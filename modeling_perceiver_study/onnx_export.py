@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import require_model_location, write_json_atomic
+from .files import write_json_atomic
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_OPSET = 18
@@ -60,15 +60,15 @@ def _missing(module_name: str) -> bool:
 
 
 def load_classifier(model_dir):
-    """The model and its image processor as a user loads them: Auto classes, the folder's own code."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    """The model and its image processor, loaded and checked as the demo loads them (`demo.load_classifier`)."""
+    from .demo import DemoError
+    from .demo import load_classifier as load_demo_classifier
 
-    require_model_location(str(model_dir))
-    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    if getattr(model.config, "model_type", None) != "perceiver_study":
-        raise ExportError(f"{model_dir} holds a {model.config.model_type!r} model, not a Perceiver Study model")
-    return model, processor
+    try:
+        classifier = load_demo_classifier(model_dir)
+    except DemoError as error:
+        raise ExportError(str(error)) from error
+    return classifier.model, classifier.processor
 
 
 def export_graph(model, path, opset: int = DEFAULT_OPSET, dynamic_size: bool = True) -> float:

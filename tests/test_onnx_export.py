@@ -52,6 +52,10 @@ def test_a_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch, capsy
 def test_refusals_name_the_problem(tmp_path, monkeypatch, capsys):
     assert export_main(["--model_dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere does not exist" in capsys.readouterr().err
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "config.json").write_text('{"model_type": "vit"}')  # refused from its config, no weights
+    assert export_main(["--model_dir", str(tmp_path / "vit")]) == 2
+    assert "holds a 'vit' model, not a Perceiver Study model" in capsys.readouterr().err
     save_tiny_model_folder(tmp_path / "model", input_patch_size=4)
     (tmp_path / "notes.txt").write_text("not an image")
     arguments = ["--model_dir", str(tmp_path / "model"), "--images", str(tmp_path / "notes.txt")]
