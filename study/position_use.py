@@ -11,7 +11,10 @@ On the validation split the training run held out (rebuilt from its run_args.jso
                            (token, position) pairs, which a Perceiver must score exactly as `natural` (patch tokens
                            only; a convolutional stem sees its neighbours change)
 and on a seeded subset of the training images it was trained on (no augmentation), against validation: a model that
-scores no better on its training images than on held-out ones underfits. Writes a JSON (--output).
+scores no better on its training images than on held-out ones underfits. It also measures how each cross-attend reads
+the natural images (`cross_attention_reads`): per head, how many tokens it effectively reads (exp of the attention's
+entropy; 1 = one token, M = all alike) and its largest weight, and how much of the key/value projection's weight
+falls on the pixel features against the position features. Writes a JSON (--output).
 """
 
 import argparse
@@ -76,6 +79,52 @@ def accuracy(model, images, labels, mean, std, batch_size, bf16, arm="natural", 
     return correct / len(images)
 
 
+@torch.no_grad()
+def cross_attention_reads(model, images, mean, std, batch_size, bf16) -> list[dict]:
+    """Per cross-attend: the tokens one head of one latent effectively reads (exp(entropy), mean and quartiles over
+    heads) and its mean largest weight, over `images`; and the Frobenius norm of the key and value weights on the
+    pixel (or stem) features against the position features, each scaled by the input LayerNorm's gain."""
+    entropy_sums, max_weight_sums = None, None
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start : start + batch_size], mean, std)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            attentions = model(batch, output_attentions=True).cross_attentions  # each (B, h, N, M)
+        weights = [a.float() for a in attentions]
+        entropies = [-(w * w.clamp_min(1e-12).log()).sum(-1).sum((0, 2)) for w in weights]  # (h,) summed
+        max_weights = [w.amax(-1).sum((0, 2)) for w in weights]
+        entropy_sums = entropies if entropy_sums is None else [a + b for a, b in zip(entropy_sums, entropies)]
+        max_weight_sums = max_weights if max_weight_sums is None else [a + b for a, b in zip(max_weight_sums, max_weights)]
+    num_reads = len(images) * model.config.num_latents  # (image, latent) pairs per head
+    encoder = model.perceiver.encoder
+    reads = []
+    for index, (entropy_sum, max_weight_sum) in enumerate(zip(entropy_sums, max_weight_sums)):
+        tokens_read = (entropy_sum / num_reads).exp()  # (h,)
+        quartiles = tokens_read.quantile(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+        layer = encoder.cross_attend_for_block(index)  # cross-attends run in the first blocks, in order
+        reads.append(
+            {
+                "cross_attend": index,
+                "tokens_read_per_head_mean": float(tokens_read.mean()),
+                "tokens_read_per_head_quartiles": [float(q) for q in quartiles],
+                "largest_weight_mean": float(max_weight_sum.sum() / (num_reads * len(tokens_read))),
+                **feature_weight_norms(layer, model.config.token_feature_dim),
+            }
+        )
+    return reads
+
+
+def feature_weight_norms(layer, num_token_features: int) -> dict:
+    """Norms of a cross-attention's key and value weights on the token's own features and on its position features,
+    after the input LayerNorm's gain (what a unit-variance feature contributes)."""
+    gain = layer.inputs_norm.weight.detach()
+    norms = {}
+    for name, projection in (("key", layer.attention.k_proj), ("value", layer.attention.v_proj)):
+        weight = projection.weight.detach() * gain
+        norms[f"{name}_weight_norm_pixels"] = float(weight[:, :num_token_features].norm())
+        norms[f"{name}_weight_norm_positions"] = float(weight[:, num_token_features:].norm())
+    return norms
+
+
 def held_out_and_training_images(model_dir, dataset_name, config, max_samples):
     """(validation images, labels), (training images, labels): the split the run carved, the rest of train."""
     seed, fraction, test_fraction = training_split_settings(model_dir)
@@ -132,6 +181,7 @@ def main(argv=None) -> int:
         "validation_accuracy": {arm: accuracy(model, images, labels, arm=arm, **score) for arm in arms},
         "training_accuracy_without_augmentation": accuracy(model, train_images, train_labels, **score),
         "training_num_samples": len(train_labels),
+        "cross_attention_reads": cross_attention_reads(model, images, **score),
         **run_record("study.position_use", argv),
     }
     output = Path(args.output or Path(args.model_dir) / "position_use.json")

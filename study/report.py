@@ -51,9 +51,11 @@ def model_description(config: dict, preset: str) -> str:
     patch = config.get("input_patch_size", 1)
     cross_attends = config.get("num_cross_attends", 1)
     stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
+    bands = config.get("num_fourier_bands", 64)
     return (
         f"`{preset}`: {config['num_latents']} x {config['latent_dim']} latents, {patch} x {patch} {stem}tokens, {heads}"
         + (f", {cross_attends} cross-attends" if cross_attends > 1 else "")
+        + f", {bands} Fourier bands"
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from study.position_use import main as position_use_main
-from study.position_use import positions_moved, shuffle_tokens
+from study.position_use import cross_attention_reads, positions_moved, shuffle_tokens
 from tests.helpers import tiny_model, train_tiny
 
 
@@ -50,6 +50,30 @@ def test_the_command_scores_a_trained_folder(synthetic_parquet, tmp_path, capsys
     assert accuracies["tokens-and-positions"] == pytest.approx(accuracies["natural"], abs=1e-9)
     assert results["training_num_samples"] == 72
     assert 0.0 <= results["training_accuracy_without_augmentation"] <= 1.0
+    config = json.loads((model_dir / "config.json").read_text())
+    assert len(results["cross_attention_reads"]) == config["num_cross_attends"]
+    reads = results["cross_attention_reads"][0]  # 8 x 8 tokens of 4 x 4 patches
+    quartiles = reads["tokens_read_per_head_quartiles"]
+    assert 1.0 <= quartiles[0] <= reads["tokens_read_per_head_mean"] <= quartiles[-1] <= 64.0
+    assert 1 / 64 <= reads["largest_weight_mean"] <= 1.0
+    assert reads["key_weight_norm_pixels"] > 0 and reads["value_weight_norm_positions"] > 0
+
+
+def test_cross_attention_reads_counts_the_tokens_a_head_reads():
+    """A head that attends to one token reads 1 token; one that attends to all alike reads all M."""
+    model = tiny_model(seed=1, input_patch_size=4, num_cross_attends=2, num_blocks=2).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    score = dict(mean=[0.5] * 3, std=[0.25] * 3, batch_size=3, bf16=False)
+    layer = model.perceiver.encoder.cross_attends[0]
+    with torch.no_grad():  # keys independent of the token: every weight 1/M
+        layer.attention.k_proj.weight.zero_()
+        layer.attention.k_proj.bias.zero_()
+    reads = cross_attention_reads(model, images, **score)
+    assert len(reads) == 2
+    assert reads[0]["tokens_read_per_head_mean"] == pytest.approx(64.0, rel=1e-4)
+    assert reads[0]["largest_weight_mean"] == pytest.approx(1 / 64, rel=1e-4)
+    assert reads[0]["key_weight_norm_pixels"] == 0.0
+    assert reads[1]["tokens_read_per_head_mean"] < 64.0
 
 
 def test_the_command_names_a_missing_model_folder(tmp_path, capsys):
