@@ -84,16 +84,14 @@ def cross_attention_reads(model, images, mean, std, batch_size, bf16) -> list[di
     """Per cross-attend: the tokens one head of one latent effectively reads (exp(entropy), mean and quartiles over
     heads) and its mean largest weight, over `images`; and the Frobenius norm of the key and value weights on the
     pixel (or stem) features against the position features, each scaled by the input LayerNorm's gain."""
-    entropy_sums, max_weight_sums = None, None
+    entropy_sums, max_weight_sums = 0, 0  # per cross-attend, (h,) sums over images and latents
     for start in range(0, len(images), batch_size):
         batch = normalize(images[start : start + batch_size], mean, std)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             attentions = model(batch, output_attentions=True).cross_attentions  # each (B, h, N, M)
-        weights = [a.float() for a in attentions]
-        entropies = [-(w * w.clamp_min(1e-12).log()).sum(-1).sum((0, 2)) for w in weights]  # (h,) summed
-        max_weights = [w.amax(-1).sum((0, 2)) for w in weights]
-        entropy_sums = entropies if entropy_sums is None else [a + b for a, b in zip(entropy_sums, entropies)]
-        max_weight_sums = max_weights if max_weight_sums is None else [a + b for a, b in zip(max_weight_sums, max_weights)]
+        weights = torch.stack([a.float() for a in attentions])  # (cross-attends, B, h, N, M)
+        entropy_sums = entropy_sums - (weights * weights.clamp_min(1e-12).log()).sum(-1).sum((1, 3))
+        max_weight_sums = max_weight_sums + weights.amax(-1).sum((1, 3))
     num_reads = len(images) * model.config.num_latents  # (image, latent) pairs per head
     encoder = model.perceiver.encoder
     reads = []

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from study.position_use import main as position_use_main
 from study.position_use import cross_attention_reads, positions_moved, shuffle_tokens
+from study.position_use import main as position_use_main
 from tests.helpers import tiny_model, train_tiny
 
 
