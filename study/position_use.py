@@ -10,6 +10,8 @@ On the validation split the training run held out (rebuilt from its run_args.jso
   tokens-and-positions     the same shuffle with each token's position features moved with it: the same set of
                            (token, position) pairs, which a Perceiver must score exactly as `natural` (patch tokens
                            only; a convolutional stem sees its neighbours change)
+  flip-averaged            the logits of each image and of its mirror image averaged (test-time flips): what a
+                           model gains from seeing both, with or without flips in training
 and on a seeded subset of the training images it was trained on (no augmentation), against validation: a model that
 scores no better on its training images than on held-out ones underfits. It also measures how each cross-attend reads
 the natural images (`cross_attention_reads`): per head, how many tokens it effectively reads (exp of the attention's
@@ -70,11 +72,14 @@ def accuracy(model, images, labels, mean, std, batch_size, bf16, arm="natural", 
     for start in range(0, len(images), batch_size):
         batch = normalize(images[start : start + batch_size], mean, std)
         order = torch.randperm(num_tokens, generator=generator)
-        if arm != "natural":
+        if arm in ("tokens-shuffled", "tokens-and-positions"):
             batch = shuffle_tokens(batch, patch, order)
         moved = positions_moved(model, order) if arm == "tokens-and-positions" else nullcontext()
         with moved, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            predictions = model(batch).logits.argmax(-1)
+            logits = model(batch).logits.float()
+            if arm == "flip-averaged":
+                logits = logits + model(batch.flip(-1)).logits.float()
+        predictions = logits.argmax(-1)
         correct += int((predictions == labels[start : start + batch_size]).sum())
     return correct / len(images)
 
@@ -171,6 +176,7 @@ def main(argv=None) -> int:
     arms = ["natural", "tokens-shuffled"]
     if getattr(model.config, "input_stem", "patches") == "patches":
         arms.append("tokens-and-positions")
+    arms.append("flip-averaged")
     results = {
         "model": str(args.model_dir),
         "dataset": str(args.dataset_name),

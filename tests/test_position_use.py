@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from study.position_use import cross_attention_reads, positions_moved, shuffle_tokens
+from modeling_perceiver_study.augment import normalize
+from study.position_use import accuracy, cross_attention_reads, positions_moved, shuffle_tokens
 from study.position_use import main as position_use_main
 from tests.helpers import tiny_model, train_tiny
 
@@ -48,6 +49,7 @@ def test_the_command_scores_a_trained_folder(synthetic_parquet, tmp_path, capsys
     assert results["num_samples"] == metrics["validation"]["num_samples"] == 24
     assert accuracies["natural"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)
     assert accuracies["tokens-and-positions"] == pytest.approx(accuracies["natural"], abs=1e-9)
+    assert 0.0 <= accuracies["flip-averaged"] <= 1.0
     assert results["training_num_samples"] == 72
     assert 0.0 <= results["training_accuracy_without_augmentation"] <= 1.0
     config = json.loads((model_dir / "config.json").read_text())
@@ -57,6 +59,19 @@ def test_the_command_scores_a_trained_folder(synthetic_parquet, tmp_path, capsys
     assert 1.0 <= quartiles[0] <= reads["tokens_read_per_head_mean"] <= quartiles[-1] <= 64.0
     assert 1 / 64 <= reads["largest_weight_mean"] <= 1.0
     assert reads["key_weight_norm_pixels"] > 0 and reads["value_weight_norm_positions"] > 0
+
+
+def test_flip_averaging_scores_the_summed_logits_of_each_image_and_its_mirror():
+    model = tiny_model(seed=2, input_patch_size=4).eval()
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    mean, std = [0.5] * 3, [0.25] * 3
+    with torch.no_grad():
+        batch = normalize(images, mean, std)
+        labels = (model(batch).logits + model(batch.flip(-1)).logits).argmax(-1)
+        mirrored_labels = model(batch.flip(-1)).logits.argmax(-1)
+    score = dict(mean=mean, std=std, batch_size=4, bf16=False)
+    assert accuracy(model, images, labels, arm="flip-averaged", **score) == 1.0
+    assert accuracy(model, images.flip(-1), mirrored_labels, arm="natural", **score) == 1.0
 
 
 def test_cross_attention_reads_counts_the_tokens_a_head_reads():
