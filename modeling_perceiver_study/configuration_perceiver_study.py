@@ -7,6 +7,7 @@ from transformers import PreTrainedConfig
 
 POOLING_MODES = ("mean", "max")
 INPUT_STEMS = ("patches", "conv")
+POSITION_ENCODINGS = ("fourier", "learned")
 HIDDEN_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
 # The Auto classes a saved model folder answers to, and the code file and class each loads (trust_remote_code).
@@ -82,6 +83,13 @@ class PerceiverStudyConfig(PreTrainedConfig):
             Hidden width of the MLP after a self-attention, as a multiple of `latent_dim`.
         use_query_residual (`bool`, defaults to `True`):
             Whether the cross-attention output is added to the latents that queried it.
+        position_encoding_type (`str`, defaults to `"fourier"`):
+            Where a token's position features come from. `fourier`: fixed Fourier features of its (y, x) place (the
+            paper's choice, any input size). `learned`: one trained vector of `learned_position_dim` features per
+            place of the `image_size // input_patch_size` square token grid (transformers'
+            `PerceiverForImageClassificationLearned`), so inputs must be `image_size` square.
+        learned_position_dim (`int`, defaults to 64):
+            Features per token of the `learned` position encoding.
         num_fourier_bands (`int`, defaults to 64):
             Frequency bands per spatial axis. Each pixel gets `2 + 4 * num_fourier_bands` position features.
         fourier_max_resolution (`int`, *optional*):
@@ -129,6 +137,8 @@ class PerceiverStudyConfig(PreTrainedConfig):
     cross_attention_widening_factor: int = 1
     self_attention_widening_factor: int = 4
     use_query_residual: bool = True
+    position_encoding_type: str = "fourier"
+    learned_position_dim: int = 64
     num_fourier_bands: int = 64
     fourier_max_resolution: int | None = None
     hidden_act: str = "gelu"
@@ -149,9 +159,15 @@ class PerceiverStudyConfig(PreTrainedConfig):
     # Derived sizes (never stored, so they cannot disagree with the fields they come from).
     @property
     def input_dim(self) -> int:
-        """Features per input token: its pixel values (or conv stem features), its (y, x) position, and sin/cos of each
-        band per axis."""
-        return self.token_feature_dim + 2 + 4 * self.num_fourier_bands
+        """Features per input token: its pixel values (or conv stem features), then its position features."""
+        return self.token_feature_dim + self.position_dim
+
+    @property
+    def position_dim(self) -> int:
+        """Position features per input token: learned ones, or (y, x) and sin/cos of each Fourier band per axis."""
+        if self.position_encoding_type == "learned":
+            return self.learned_position_dim
+        return 2 + 4 * self.num_fourier_bands
 
     @property
     def token_feature_dim(self) -> int:
@@ -205,6 +221,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
             "cross_attention_widening_factor",
             "self_attention_widening_factor",
             "num_fourier_bands",
+            "learned_position_dim",
             "conv_stem_channels",
         ):
             _require_int(self, name, minimum=1)
@@ -245,6 +262,10 @@ class PerceiverStudyConfig(PreTrainedConfig):
             raise ValueError(
                 f"conv_stem_layers ({self.conv_stem_layers}) must be at least log2(input_patch_size) = "
                 f"{self.num_conv_stem_downsamples}, the stride-2 convolutions that make one token per patch"
+            )
+        if self.position_encoding_type not in POSITION_ENCODINGS:
+            raise ValueError(
+                f"position_encoding_type must be one of {POSITION_ENCODINGS}, got {self.position_encoding_type!r}"
             )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")

@@ -98,22 +98,33 @@ def load_evaluation_data(
 
 
 @torch.no_grad()
-def predict(model, images_uint8, mean, std, batch_size=256, bf16=False) -> torch.Tensor:
-    """Class probabilities for uint8 images, normalized exactly as the image processor does; `bf16` runs under
-    bf16 autocast, as a run trained with `--bf16 true` evaluates."""
+def predict(model, images_uint8, mean, std, batch_size=256, bf16=False, mirrored=False) -> torch.Tensor:
+    """Float32 logits for uint8 images, normalized exactly as the image processor does; `bf16` runs under bf16
+    autocast, as a run trained with `--bf16 true` evaluates; `mirrored` reads every image flipped left to right."""
     device = next(model.parameters()).device
-    probabilities = []
+    logits = []
     for start in range(0, len(images_uint8), batch_size):
         batch = normalize(images_uint8[start : start + batch_size].to(device), mean, std)
+        if mirrored:
+            batch = batch.flip(-1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            probabilities.append(model(batch).logits.float().softmax(-1).cpu())
-    return torch.cat(probabilities)
+            logits.append(model(batch).logits.float().cpu())
+    return torch.cat(logits)
 
 
 def confusion_matrix(true, predicted, num_labels) -> np.ndarray:
     return np.bincount(num_labels * np.asarray(true) + np.asarray(predicted), minlength=num_labels**2).reshape(
         num_labels, num_labels
     )
+
+
+def flip_averaged_accuracy(model, data, processor, logits, batch_size, bf16) -> dict:
+    """Test-time flips: accuracy when each image's logits and its mirror image's are summed. Reported beside the
+    plain accuracy (which stays the headline): what reading both views adds, at twice the inference cost."""
+    mirrored = predict(model, data.images, processor.image_mean, processor.image_std, batch_size, bf16, mirrored=True)
+    predictions = (logits + mirrored).argmax(-1)
+    accuracy = load_accuracy().compute(predictions=predictions.tolist(), references=data.labels.tolist())["accuracy"]
+    return {"accuracy_flip_averaged": accuracy}
 
 
 def evaluate_model_folder(
@@ -129,6 +140,7 @@ def evaluate_model_folder(
     label_column=None,
     bf16=False,
     attn_implementation=None,
+    test_time_flip=False,
 ) -> dict:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -154,8 +166,8 @@ def evaluate_model_folder(
     if data.label_names != model_labels:
         raise DataError(f"the dataset's labels {data.label_names} differ from the model's {model_labels}")
 
-    probabilities = predict(model, data.images, processor.image_mean, processor.image_std, batch_size, bf16)
-    confidences, predictions = probabilities.max(-1)
+    logits = predict(model, data.images, processor.image_mean, processor.image_std, batch_size, bf16)
+    confidences, predictions = logits.softmax(-1).max(-1)
     accuracy = load_accuracy().compute(predictions=predictions.tolist(), references=data.labels.tolist())["accuracy"]
     matrix = confusion_matrix(data.labels.numpy(), predictions.numpy(), config.num_labels)
     per_class = {name: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, name in enumerate(model_labels)}
@@ -165,6 +177,7 @@ def evaluate_model_folder(
         "num_samples": len(data.labels),
         "precision": "bf16 autocast" if bf16 else "fp32",
         "accuracy": accuracy,
+        **(flip_averaged_accuracy(model, data, processor, logits, batch_size, bf16) if test_time_flip else {}),
         "per_class_accuracy": per_class,
         "confusion_matrix": {"labels": model_labels, "rows_true_columns_predicted": matrix.tolist()},
     }
@@ -241,6 +254,11 @@ def parse_evaluate_arguments(argv=None):
         "--bf16", action="store_true", help="Run under bf16 autocast (as a --bf16 training run evaluates)."
     )
     parser.add_argument("--attn_implementation", default=None, help="Attention kernel (default: the model's, sdpa).")
+    parser.add_argument(
+        "--test_time_flip",
+        action="store_true",
+        help="Also score each image with its mirror image's logits added (accuracy_flip_averaged, beside accuracy).",
+    )
     parser.add_argument("--image_column_name", default=None)
     parser.add_argument("--label_column_name", default=None)
     return parser.parse_args(argv)
@@ -262,11 +280,14 @@ def evaluate_main(argv=None) -> int:
             label_column=args.label_column_name,
             bf16=args.bf16,
             attn_implementation=args.attn_implementation,
+            test_time_flip=args.test_time_flip,
         )
     except (DataError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    summary = {key: results[key] for key in ("dataset", "num_samples", "accuracy")}
+    summary = {
+        key: results[key] for key in ("dataset", "num_samples", "accuracy", "accuracy_flip_averaged") if key in results
+    }
     print(json.dumps(summary, indent=2))
     print(f"results and figures in {output_dir}")
     return 0

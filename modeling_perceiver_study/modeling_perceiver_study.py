@@ -128,6 +128,51 @@ class FourierPositionEncoding(nn.Module):
         return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
 
 
+class LearnedPositionEncoding(nn.Module):
+    """Turns an image into input tokens like `FourierPositionEncoding`, with one trained vector per place of a fixed
+    `grid_size` x `grid_size` token grid as the position features, so it reads only images of that size."""
+
+    def __init__(self, *, grid_size: int, dim: int, patch_size: int = 1):
+        super().__init__()
+        self.grid_size = grid_size
+        self.patch_size = patch_size
+        self.position_embeddings = nn.Parameter(torch.empty(grid_size * grid_size, dim))  # (M, Fs)
+
+    def split_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, p * p * C) pixel values and (M, Fs) position features, as `FourierPositionEncoding.split_tokens`."""
+        return patches_to_tokens(pixel_values, self.patch_size), self.token_positions(pixel_values)
+
+    def token_positions(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(M, Fs) position features of the token grid of `pixel_values`, in row-major order."""
+        grid = (pixel_values.shape[2] // self.patch_size, pixel_values.shape[3] // self.patch_size)
+        if grid != (self.grid_size, self.grid_size):
+            side = self.grid_size * self.patch_size
+            raise ValueError(
+                f"learned positions exist for {side} x {side} images ({self.grid_size} x {self.grid_size} tokens), "
+                f"got pixel_values of shape {tuple(pixel_values.shape)}; resize the images, or use "
+                "position_encoding_type='fourier', which reads any size"
+            )
+        return self.position_embeddings.to(pixel_values.dtype)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixels, positions = self.split_tokens(pixel_values)
+        return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
+
+
+def build_position_encoding(config) -> nn.Module:
+    if config.position_encoding_type == "learned":
+        return LearnedPositionEncoding(
+            grid_size=config.image_size // config.input_patch_size,
+            dim=config.learned_position_dim,
+            patch_size=config.input_patch_size,
+        )
+    return FourierPositionEncoding(
+        num_bands=config.num_fourier_bands,
+        max_resolution=config.resolved_fourier_max_resolution,
+        patch_size=config.input_patch_size,
+    )
+
+
 class PerceiverStudyConvStem(nn.Module):
     """Perceiver IO's convolutional preprocessing, sized for small images: (B, C, H, W) -> (B, H/p * W/p, channels).
 
@@ -531,21 +576,20 @@ class PerceiverStudyPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, PerceiverStudyModel):
             init.trunc_normal_(module.latents, mean=0.0, std=std)
+        elif isinstance(module, LearnedPositionEncoding):
+            # Unit scale, as the Fourier features they stand in for: distinct codes for every place from the start.
+            init.normal_(module.position_embeddings, mean=0.0, std=1.0)
 
 
 class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
-    """The Perceiver encoder: pixels + Fourier positions -> latents -> pooled vector."""
+    """The Perceiver encoder: pixels + position features (Fourier or learned) -> latents -> pooled vector."""
 
     def __init__(self, config: PerceiverStudyConfig):
         super().__init__(config)
         # The config checked its fields when built; a config is mutable (`config.num_latents = 0`), so the model
         # checks again rather than fail deep inside torch.
         config.validate_fields()
-        self.position_encoding = FourierPositionEncoding(
-            num_bands=config.num_fourier_bands,
-            max_resolution=config.resolved_fourier_max_resolution,
-            patch_size=config.input_patch_size,
-        )
+        self.position_encoding = build_position_encoding(config)
         self.conv_stem = (
             PerceiverStudyConvStem(
                 in_channels=config.num_channels,

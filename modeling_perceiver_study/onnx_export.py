@@ -4,7 +4,7 @@
 
 The graph takes `pixel_values` (normalized as the image processor does) and returns `logits`. Its batch axis is
 dynamic, and so are height and width (multiples of the patch size): the Fourier position features are computed in
-the graph for whatever grid the input has. Before anything is written, onnxruntime runs the graph on real images at
+the graph for whatever grid the input has (a model with learned positions keeps its trained size). Before anything is written, onnxruntime runs the graph on real images at
 two batch sizes and two image sizes and its logits must match the PyTorch model's to `--tolerance` (1e-4). Writes
 `model.onnx` and, beside it, `<name>.json`: the checks, the export time and, with `--benchmark`, onnxruntime's and
 PyTorch's images/s on this machine.
@@ -153,11 +153,18 @@ def compare_logits(session, model, pixel_values: torch.Tensor) -> float:
     return float(np.abs(actual - expected).max())
 
 
+def reads_any_size(config) -> bool:
+    """Fourier positions are computed for any H x W; learned ones exist for the trained grid only."""
+    return getattr(config, "position_encoding_type", "fourier") != "learned"
+
+
 def check_batches(model, processor, images) -> list[tuple[str, torch.Tensor]]:
     """The batches the graph is checked on: all real images, their first one alone, and (for the dynamic sides) the
     images at 1.5x and 0.5x the training size, rounded to the patch size."""
     pixels = processor(images=images, return_tensors="pt")["pixel_values"]
     batches = [(f"{len(images)} images", pixels), ("1 image", pixels[:1])]
+    if not reads_any_size(model.config):
+        return batches
     patch, size = model.config.input_patch_size, model.config.image_size
     for factor in (1.5, 0.5):
         side = max(patch, int(round(size * factor / patch)) * patch)
@@ -206,7 +213,8 @@ def export_model(
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as work:
         candidate = Path(work) / output.name
-        export_seconds = export_graph(model, candidate, opset)
+        dynamic_size = reads_any_size(model.config)
+        export_seconds = export_graph(model, candidate, opset, dynamic_size=dynamic_size)
         session = onnx_session(candidate)
         batches = check_batches(model, processor, images)
         checks = {name: compare_logits(session, model, batch) for name, batch in batches}
@@ -223,7 +231,10 @@ def export_model(
             "export_seconds": export_seconds,
             "tolerance": tolerance,
             "max_abs_logit_difference": checks,
-            "dynamic_axes": {"pixel_values": ["batch", "height", "width"], "logits": ["batch"]},
+            "dynamic_axes": {
+                "pixel_values": ["batch", "height", "width"] if dynamic_size else ["batch"],
+                "logits": ["batch"],
+            },
             "versions": _versions(),
         }
         if benchmark_batch:

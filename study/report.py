@@ -51,11 +51,14 @@ def model_description(config: dict, preset: str) -> str:
     patch = config.get("input_patch_size", 1)
     cross_attends = config.get("num_cross_attends", 1)
     stem = f"conv stem ({conv_stem_size(config)}) " if config.get("input_stem") == "conv" else ""
-    bands = config.get("num_fourier_bands", 64)
+    if config.get("position_encoding_type") == "learned":
+        positions = f"learned positions ({config['learned_position_dim']} per token)"
+    else:
+        positions = f"{config.get('num_fourier_bands', 64)} Fourier bands"
     return (
         f"`{preset}`: {config['num_latents']} x {config['latent_dim']} latents, {patch} x {patch} {stem}tokens, {heads}"
         + (f", {cross_attends} cross-attends" if cross_attends > 1 else "")
-        + f", {bands} Fourier bands"
+        + f", {positions}"
     )
 
 

@@ -56,6 +56,8 @@ def test_conv_stem_layers_cover_the_strided_convolutions():
         ("input_stem", "resnet", "input_stem must be one of ('patches', 'conv')"),
         ("conv_stem_channels", 0, "conv_stem_channels must be an integer >= 1"),
         ("conv_stem_layers", 0, "conv_stem_layers must be an integer >= 1"),
+        ("position_encoding_type", "rope", "position_encoding_type must be one of ('fourier', 'learned')"),
+        ("learned_position_dim", 0, "learned_position_dim must be an integer >= 1"),
         ("conv_stem_layers", 3, "conv_stem_layers (3) applies only to input_stem 'conv', got input_stem 'patches'"),
     ],
 )

@@ -44,6 +44,34 @@ def test_evaluation_reproduces_the_training_runs_validation_accuracy(trained, sy
     assert '"accuracy"' in capsys.readouterr().out
 
 
+def test_test_time_flip_adds_the_mirror_images_logits_beside_the_plain_accuracy(trained, synthetic_parquet, tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from modeling_perceiver_study.augment import normalize
+    from modeling_perceiver_study.evaluation import load_evaluation_data, predict, training_split_settings
+
+    model_dir, metrics = trained
+    assert run_evaluation(model_dir, synthetic_parquet, tmp_path / "eval", "--test_time_flip") == 0
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert results["accuracy"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)  # the headline stays plain
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    seed, fraction, test_fraction = training_split_settings(model_dir)
+    data = load_evaluation_data(
+        str(synthetic_parquet), "validation", 32, 3, seed, fraction, None, None, None, test_fraction
+    )
+    pixels = normalize(data.images, processor.image_mean, processor.image_std)
+    with torch.no_grad():
+        summed = model(pixels).logits + model(pixels.flip(-1)).logits
+    expected = (summed.argmax(-1) == data.labels).float().mean().item()
+    # the mirror image is the left-right flip (on these colour classes accuracy alone could not tell flips apart)
+    mirrored = predict(model, data.images, processor.image_mean, processor.image_std, mirrored=True)
+    torch.testing.assert_close(mirrored, summed - model(pixels).logits.detach(), atol=1e-5, rtol=1e-5)
+    assert results["accuracy_flip_averaged"] == pytest.approx(expected, abs=1e-9)
+    assert run_evaluation(model_dir, synthetic_parquet, tmp_path / "plain") == 0
+    assert "accuracy_flip_averaged" not in json.loads((tmp_path / "plain" / "evaluation.json").read_text())
+
+
 def test_evaluation_refuses_a_dataset_with_other_labels(trained, tmp_path, capsys):
     from tests.conftest import write_image_parquet
 

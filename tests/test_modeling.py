@@ -111,6 +111,30 @@ def test_conv_stem_gives_one_token_per_patch_from_log2_p_strided_convolutions(pa
     assert not torch.allclose(model(x).logits, out.logits)
 
 
+def test_learned_positions_are_one_trained_vector_per_token_place_of_the_trained_grid():
+    model = tiny_model(input_patch_size=4, position_encoding_type="learned", learned_position_dim=6)
+    encoding = model.perceiver.position_encoding
+    assert encoding.position_embeddings.shape == (8 * 8, 6)
+    assert model.config.input_dim == 4 * 4 * 3 + 6
+    assert 0.8 < float(encoding.position_embeddings.std()) < 1.2  # unit scale, as Fourier features
+    x = images(2)
+    pixels, positions = encoding.split_tokens(x)
+    torch.testing.assert_close(pixels, patches_to_tokens(x, 4))
+    assert positions is not None and positions.data_ptr() == encoding.position_embeddings.data_ptr()
+    logits = model(x).logits
+    with torch.no_grad():  # the positions are read: changing one place's vector changes the logits
+        encoding.position_embeddings[5] += 3.0
+    assert not torch.allclose(model(x).logits, logits)
+    model(x, labels=torch.tensor([1, 2])).loss.backward()
+    assert encoding.position_embeddings.grad.abs().sum() > 0
+    with pytest.raises(
+        ValueError,
+        match=r"learned positions exist for 32 x 32 images \(8 x 8 tokens\), got "
+        r"pixel_values of shape \(1, 3, 48, 48\)",
+    ):
+        model(torch.randn(1, 3, 48, 48))
+
+
 def test_position_features_follow_input_dtype_under_autocast():
     model = tiny_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):

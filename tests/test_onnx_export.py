@@ -1,5 +1,5 @@
-"""ONNX export: a tiny model end to end (dynamic batch, height and width; onnxruntime against PyTorch), and every
-refusal named."""
+"""ONNX export: a tiny model end to end (dynamic batch, height and width; onnxruntime against PyTorch; learned
+positions at their trained size), and every refusal named."""
 
 import json
 
@@ -37,6 +37,25 @@ def test_export_matches_pytorch_at_any_batch_and_size(tmp_path, overrides, capsy
         with torch.no_grad():
             expected = model(pixel_values=pixels).logits.numpy()
         assert np.abs(logits - expected).max() <= 1e-4
+
+
+def test_learned_positions_export_with_a_dynamic_batch_at_the_trained_size(tmp_path, capsys):
+    model = save_tiny_model_folder(
+        tmp_path / "model", seed=5, input_patch_size=4, position_encoding_type="learned", learned_position_dim=6
+    )
+    output = tmp_path / "out" / "model.onnx"
+    assert export_main(["--model_dir", str(tmp_path / "model"), "--output", str(output)]) == 0
+    record = json.loads(output.with_suffix(".json").read_text())
+    assert set(record["max_abs_logit_difference"]) == {"6 images", "1 image"}
+    assert record["dynamic_axes"]["pixel_values"] == ["batch"]
+
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    (logits,) = session.run(["logits"], {"pixel_values": pixels.numpy()})
+    with torch.no_grad():
+        assert np.abs(logits - model(pixel_values=pixels).logits.numpy()).max() <= 1e-4
 
 
 def test_a_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch, capsys):

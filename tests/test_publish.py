@@ -118,6 +118,17 @@ def test_card_describes_a_convolutional_stem_instead_of_claiming_no_convolution(
     assert "not evidence for the paper's convolution-free design" in text
 
 
+def test_card_names_the_position_features_the_model_has(trained_folder, tmp_path):
+    assert "| Position features | Fourier, " in stage_card(trained_folder, tmp_path / "fourier").text
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(position_encoding_type="learned", learned_position_dim=18)
+    (copy / "config.json").write_text(json.dumps(config))
+    text = render_model_card(copy, "org/name", DATASET)
+    assert "| Position features | learned, 18 per token |" in text and "Fourier" not in text
+
+
 def stage_card(model_dir, stage_dir):
     stage_repository(model_dir, stage_dir, "org/name", DATASET)
     return ModelCard.load(stage_dir / "README.md")
