@@ -4,10 +4,10 @@
 
 The graph takes `pixel_values` (normalized as the image processor does) and returns `logits`. Its batch axis is
 dynamic, and so are height and width (multiples of the patch size): the Fourier position features are computed in
-the graph for whatever grid the input has (a model with learned positions keeps its trained size). Before anything is written, onnxruntime runs the graph on real images at
-two batch sizes and two image sizes and its logits must match the PyTorch model's to `--tolerance` (1e-4). Writes
-`model.onnx` and, beside it, `<name>.json`: the checks, the export time and, with `--benchmark`, onnxruntime's and
-PyTorch's images/s on this machine.
+the graph for whatever grid the input has (a model with learned positions keeps its trained size). Before anything
+is written, onnxruntime runs the graph on real images at two batch sizes and two image sizes and its logits must
+match the PyTorch model's to `--tolerance` (1e-4). Writes `model.onnx` and, beside it, `<name>.json`: the checks, the
+export time and, with `--benchmark`, onnxruntime's and PyTorch's images/s on this machine.
 """
 
 import argparse
