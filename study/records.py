@@ -5,8 +5,12 @@ import platform
 import shlex
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
+
+from modeling_perceiver_study.files import read_json, write_json_atomic
+from modeling_perceiver_study.training import SetupError
 
 
 def machine() -> str:
@@ -26,3 +30,34 @@ def run_record(module: str, argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "torch": torch.__version__,
     }
+
+
+def record_run_settings(path: Path, settings: dict, what: str, overwrite: bool) -> None:
+    """Write what run_args.json cannot hold (a study script's own settings) to `path` in a run folder, at the start
+    of the run. A rerun into a folder that holds another `what` is refused, naming both, before the data is read,
+    as scripts/train.py refuses other settings."""
+    if path.is_file() and not overwrite:
+        recorded = read_json(path)
+        if recorded != settings:
+            raise SetupError(
+                f"output_dir {path.parent} holds a run of another {what} ({recorded}, now {settings}). Pass "
+                "--overwrite_output_dir to start over there, or choose another --output_dir"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, settings)
+
+
+def split_flags(argv: list[str], names: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """({flag: value} for the study script's own `names`, the remaining scripts/train.py arguments)."""
+    values, rest = {}, []
+    items = iter(argv)
+    for item in items:
+        if item in names:
+            value = next(items, None)
+            if value is None:
+                raise SetupError(f"{item} needs a value")
+            values[item] = value
+        else:
+            rest.append(item)
+    return values, rest

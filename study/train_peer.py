@@ -12,47 +12,20 @@ same files as a scripts/train.py run, plus peer.json (the variant and sizes, wri
 import sys
 from pathlib import Path
 
-from modeling_perceiver_study.files import read_json, write_json_atomic
 from modeling_perceiver_study.training import SetupError, build_model, parse_arguments, train
 from study.peers import PEER_CLASSES, build_transformers_peer, parse_sizes
+from study.records import record_run_settings, split_flags
 
 
 def split_peer_flags(argv: list[str]) -> tuple[str, dict, list[str]]:
     """(variant, sizes, the remaining scripts/train.py arguments)."""
-    variant, sizes, rest = None, {}, []
-    items = iter(argv)
-    for item in items:
-        if item in ("--peer", "--peer_sizes"):
-            value = next(items, None)
-            if value is None:
-                raise SetupError(f"{item} needs a value")
-            if item == "--peer":
-                variant = value
-            else:
-                sizes = parse_sizes(value)
-        else:
-            rest.append(item)
+    values, rest = split_flags(argv, ("--peer", "--peer_sizes"))
+    variant, sizes = values.get("--peer"), parse_sizes(values["--peer_sizes"]) if "--peer_sizes" in values else {}
     if variant is None and not {"-h", "--help"} & set(rest):
         raise SetupError("--peer is required: fourier or learned")
     if variant is not None and variant not in PEER_CLASSES:
         raise SetupError(f"--peer {variant!r}: expected one of {sorted(PEER_CLASSES)}")
     return variant, sizes, rest
-
-
-def record_peer(output_dir: Path, peer: dict, overwrite: bool) -> None:
-    """peer.json holds what run_args.json cannot (the model is not a preset): a rerun into a folder trained with
-    another peer or size is refused here, before the data is read, as scripts/train.py refuses other settings."""
-    path = output_dir / "peer.json"
-    if path.is_file() and not overwrite:
-        recorded = read_json(path)
-        if recorded != peer:
-            raise SetupError(
-                f"output_dir {output_dir} holds a run of another peer ({recorded}, now {peer}). Pass "
-                "--overwrite_output_dir to start over there, or choose another --output_dir"
-            )
-        return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, peer)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,7 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if training_args.process_index == 0:
         peer = {"peer": variant, "sizes": sizes}
-        record_peer(Path(training_args.output_dir), peer, training_args.overwrite_output_dir)
+        path = Path(training_args.output_dir) / "peer.json"
+        record_run_settings(path, peer, "peer", training_args.overwrite_output_dir)
     return train(model_args, data_args, training_args, model_builder=build_peer)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from modeling_perceiver_study.files import read_json, write_json_atomic
 from modeling_perceiver_study.training import SetupError, build_model, parse_arguments, train
+from study.records import record_run_settings, split_flags
 
 ARMS = ("tokens-permuted", "tokens-and-positions")
 
@@ -54,40 +54,14 @@ def permute_tokens(model, order: torch.Tensor, move_positions: bool):
 
 def split_arm_flags(argv: list[str]) -> tuple[str, int, list[str]]:
     """(arm, permutation seed, the remaining scripts/train.py arguments)."""
-    arm, seed, rest = None, 0, []
-    items = iter(argv)
-    for item in items:
-        if item in ("--arm", "--permutation_seed"):
-            value = next(items, None)
-            if value is None:
-                raise SetupError(f"{item} needs a value")
-            if item == "--arm":
-                arm = value
-            else:
-                try:
-                    seed = int(value)
-                except ValueError:
-                    raise SetupError(f"--permutation_seed must be an integer, got {value!r}") from None
-        else:
-            rest.append(item)
+    values, rest = split_flags(argv, ("--arm", "--permutation_seed"))
+    arm, seed = values.get("--arm"), values.get("--permutation_seed", "0")
     if arm not in ARMS and not {"-h", "--help"} & set(rest):
         raise SetupError(f"--arm must be one of {list(ARMS)}, got {arm!r}")
-    return arm, seed, rest
-
-
-def record_permutation(output_dir: Path, permutation: dict, overwrite: bool) -> None:
-    """permutation.json: what run_args.json cannot hold. Another arm or seed in the same folder is refused."""
-    path = output_dir / "permutation.json"
-    if path.is_file() and not overwrite:
-        recorded = read_json(path)
-        if recorded != permutation:
-            raise SetupError(
-                f"output_dir {output_dir} holds a run with another permutation ({recorded}, now {permutation}). Pass "
-                "--overwrite_output_dir to start over there, or choose another --output_dir"
-            )
-        return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, permutation)
+    try:
+        return arm, int(seed), rest
+    except ValueError:
+        raise SetupError(f"--permutation_seed must be an integer, got {seed!r}") from None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
             "permutation_seed": seed,
             "note": "the saved weights read tokens under this permutation; evaluate them with this script's model",
         }
-        record_permutation(Path(training_args.output_dir), permutation, training_args.overwrite_output_dir)
+        path = Path(training_args.output_dir) / "permutation.json"
+        record_run_settings(path, permutation, "permutation", training_args.overwrite_output_dir)
     return train(model_args, data_args, training_args, model_builder=build_permuted)
 
 

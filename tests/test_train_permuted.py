@@ -37,7 +37,7 @@ def test_a_permuted_run_trains_records_its_arm_and_refuses_another(synthetic_par
     recorded = json.loads((output_dir / "permutation.json").read_text())
     assert recorded["arm"] == "tokens-permuted" and recorded["permutation_seed"] == 0
     assert (output_dir / "model.safetensors").is_file()
-    with pytest.raises(SetupError, match=r"holds a run with another permutation .*'permutation_seed': 0.*: 3"):
+    with pytest.raises(SetupError, match=r"holds a run of another permutation .*'permutation_seed': 0.*: 3"):
         train_permuted(["--arm", "tokens-permuted", "--permutation_seed", "3", *argv])
     with pytest.raises(SetupError, match=r"--arm must be one of \['tokens-permuted', 'tokens-and-positions'\]"):
         train_permuted(["--arm", "pixels", *argv])
