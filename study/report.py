@@ -74,10 +74,14 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         metrics, run_args = read_json(metrics_path), read_json(run_dir / "run_args.json")
         model, training = run_args["model"], run_args["training"]
         config = read_json(run_dir / "config.json")
+        description = model_description(config, model["preset"])
+        if (run_dir / "permutation.json").is_file():  # study.train_permuted: the tokens were scrambled
+            permutation = read_json(run_dir / "permutation.json")
+            description += f"; trained and validated with `{permutation['arm']}` (study.train_permuted)"
         rows.append(
             [
                 f"`{run_dir.relative_to(root).as_posix()}`",
-                model_description(config, model["preset"]),
+                description,
                 f"{training['learning_rate']:g}",
                 f"{metrics['train']['epoch']:.1f} of {training['num_train_epochs']:g}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",

@@ -99,3 +99,15 @@ def test_a_failed_ablation_run_is_named_and_stops_the_ablation(tmp_path):
     assert completed.returncode == 2
     assert "training with num_latents=4 failed" in completed.stderr
     assert not (tmp_path / "latents.json").exists()
+
+
+def test_a_run_trained_on_permuted_tokens_is_marked_in_the_runs_table(tmp_path):
+    from study.report import training_runs_table
+
+    source = ROOT / "results" / "convfree-cpu" / "seed-convfree-b4-cpu"
+    for name, permuted in (("natural", False), ("permuted", True)):
+        shutil.copytree(source, tmp_path / "runs" / name)
+        if permuted:
+            (tmp_path / "runs" / name / "permutation.json").write_text('{"arm": "tokens-permuted"}')
+    rows = {line.split(" | ")[0]: line for line in training_runs_table(tmp_path / "runs").splitlines()[2:]}
+    assert "tokens-permuted" in rows["| `runs/permuted`"] and "permut" not in rows["| `runs/natural`"]
