@@ -55,9 +55,10 @@ round "recipe|--seed 42" "recipe-dataseed1|--data_seed 1" \
   "h128|--config_overrides $H128" \
   "x4|--config_overrides num_blocks=4,num_cross_attends=4,num_self_attends_per_block=1"
 if [ "$(left)" -gt 200 ]; then
-  round "l64|--config_overrides num_latents=64" "p2|--config_overrides input_patch_size=2" \
+  round "p2|--config_overrides input_patch_size=2" \
+    "learned18|--config_overrides position_encoding_type=learned,learned_position_dim=18" \
     "v2048|--config_overrides num_blocks=1,num_cross_attends=1,num_self_attends_per_block=4,cross_attention_v_dim=2048" \
-    "bs64|--per_device_train_batch_size 64"
+    "noflip|--horizontal_flip false"
 fi
 for f in "$RUNS"/*/metrics.json; do echo "== $f"; grep -A3 '"validation"' "$f" | grep accuracy; done
 
