@@ -453,7 +453,7 @@ HEAD_RUNS += ("cpu-small-x16-dataseed1",)
 STEM_RUNS = {
     "seed-convfree-b4-flip": "raw patches, 64 heads, 2 cross-attends, 4 bands, flip only (seed-convfree)",
     "seed-convfree-b4-cpu": "the same without the flip",
-    "seed-convfree-cpu": "the same with 64 bands, crop, flip and label smoothing (seed-convfree until 11-30)",
+    "seed-convfree-cpu": "raw patches, 64 heads, 2 cross-attends, 64 bands, crop, flip, label smoothing (until 11-30)",
     "seed-cpu-l32x16": "raw patches, 16 heads",
     "seed-cpu-l32x16-conv": "2-layer stem",
     "seed-cpu-l32x16-conv128-lr1e-3": "2-layer stem, 128 channels, lr 1e-3",
