@@ -93,13 +93,33 @@ def patches_to_tokens(pixel_values: torch.Tensor, patch_size: int) -> torch.Tens
     return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch_size, (height // p) * (width // p), p * p * channels)
 
 
-class FourierPositionEncoding(nn.Module):
-    """Turns an image into input tokens: its pixels (or p x p patches), each with Fourier features of its position
-    appended, for whatever H x W the input has (no interpolation)."""
+class PositionEncoding(nn.Module):
+    """Turns an image into input tokens: its pixels (or p x p patches), each with its position features appended.
+    Subclasses say what the position features are (`token_positions`)."""
 
-    def __init__(self, *, num_bands: int, max_resolution: int, patch_size: int = 1):
+    def __init__(self, *, patch_size: int = 1):
         super().__init__()
         self.patch_size = patch_size
+
+    def token_positions(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(M, Fs) position features of the H/p x W/p token grid of `pixel_values`, in row-major order."""
+        raise NotImplementedError
+
+    def split_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts of every token: (B, M, p * p * C) pixel values, M = H/p * W/p, and (M, P) position features,
+        the same for every image. `forward` concatenates them; the model never has to (see `layer_norm_linear`)."""
+        return patches_to_tokens(pixel_values, self.patch_size), self.token_positions(pixel_values)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixels, positions = self.split_tokens(pixel_values)
+        return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
+
+
+class FourierPositionEncoding(PositionEncoding):
+    """Fourier features of each token's position, for whatever H x W the input has (no interpolation)."""
+
+    def __init__(self, *, num_bands: int, max_resolution: int, patch_size: int = 1):
+        super().__init__(patch_size=patch_size)
         self.num_bands = num_bands
         self.max_resolution = max_resolution
         self._cache: dict[tuple, torch.Tensor] = {}  # (H, W, device) -> float32 features; not part of the weights
@@ -112,38 +132,22 @@ class FourierPositionEncoding(nn.Module):
             self._cache[key] = fourier_position_features(height, width, self.num_bands, self.max_resolution, device)
         return self._cache[key].to(dtype)
 
-    def split_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two parts of every token: (B, M, p * p * C) pixel values, M = H/p * W/p, and (M, P) position features,
-        the same for every image. `forward` concatenates them; the model never has to (see `layer_norm_linear`)."""
-        return patches_to_tokens(pixel_values, self.patch_size), self.token_positions(pixel_values)
-
     def token_positions(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(M, Fs) position features of the H/p x W/p token grid of `pixel_values`, in row-major order."""
         _, _, height, width = pixel_values.shape
         p = self.patch_size
         return self.features(height // p, width // p, pixel_values.device, pixel_values.dtype)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pixels, positions = self.split_tokens(pixel_values)
-        return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
 
-
-class LearnedPositionEncoding(nn.Module):
-    """Turns an image into input tokens like `FourierPositionEncoding`, with one trained vector per place of a fixed
-    `grid_size` x `grid_size` token grid as the position features, so it reads only images of that size."""
+class LearnedPositionEncoding(PositionEncoding):
+    """One trained vector per place of a fixed `grid_size` x `grid_size` token grid as each token's position features,
+    so it reads only images of that size."""
 
     def __init__(self, *, grid_size: int, dim: int, patch_size: int = 1):
-        super().__init__()
+        super().__init__(patch_size=patch_size)
         self.grid_size = grid_size
-        self.patch_size = patch_size
         self.position_embeddings = nn.Parameter(torch.empty(grid_size * grid_size, dim))  # (M, Fs)
 
-    def split_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, M, p * p * C) pixel values and (M, Fs) position features, as `FourierPositionEncoding.split_tokens`."""
-        return patches_to_tokens(pixel_values, self.patch_size), self.token_positions(pixel_values)
-
     def token_positions(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(M, Fs) position features of the token grid of `pixel_values`, in row-major order."""
         grid = (pixel_values.shape[2] // self.patch_size, pixel_values.shape[3] // self.patch_size)
         if grid != (self.grid_size, self.grid_size):
             side = self.grid_size * self.patch_size
@@ -153,10 +157,6 @@ class LearnedPositionEncoding(nn.Module):
                 "position_encoding_type='fourier', which reads any size"
             )
         return self.position_embeddings.to(pixel_values.dtype)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pixels, positions = self.split_tokens(pixel_values)
-        return torch.cat([pixels, positions.expand(pixels.shape[0], -1, -1)], dim=-1)  # (B, M, F)
 
 
 def build_position_encoding(config) -> nn.Module:
