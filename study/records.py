@@ -32,11 +32,14 @@ def run_record(module: str, argv: list[str] | None = None) -> dict:
     }
 
 
-def record_run_settings(path: Path, settings: dict, what: str, overwrite: bool) -> None:
-    """Write what run_args.json cannot hold (a study script's own settings) to `path` in a run folder, at the start
-    of the run. A rerun into a folder that holds another `what` is refused, naming both, before the data is read,
-    as scripts/train.py refuses other settings."""
-    if path.is_file() and not overwrite:
+def record_run_settings(training_args, file_name: str, settings: dict, what: str) -> None:
+    """Write what run_args.json cannot hold (a study script's own settings) to `file_name` in the run folder, from
+    the first process, at the start of the run. A rerun into a folder that holds another `what` is refused, naming
+    both, before the data is read, as scripts/train.py refuses other settings."""
+    if training_args.process_index != 0:
+        return
+    path = Path(training_args.output_dir) / file_name
+    if path.is_file() and not training_args.overwrite_output_dir:
         recorded = read_json(path)
         if recorded != settings:
             raise SetupError(

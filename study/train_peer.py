@@ -10,7 +10,6 @@ same files as a scripts/train.py run, plus peer.json (the variant and sizes, wri
 """
 
 import sys
-from pathlib import Path
 
 from modeling_perceiver_study.training import SetupError, build_model, parse_arguments, train
 from study.peers import PEER_CLASSES, build_transformers_peer, parse_sizes
@@ -36,10 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
         image_size = build_model(model_args, config_only=True).image_size  # the size the data is decoded to
         return build_transformers_peer(variant, label_names, image_size=image_size, **sizes)
 
-    if training_args.process_index == 0:
-        peer = {"peer": variant, "sizes": sizes}
-        path = Path(training_args.output_dir) / "peer.json"
-        record_run_settings(path, peer, "peer", training_args.overwrite_output_dir)
+    record_run_settings(training_args, "peer.json", {"peer": variant, "sizes": sizes}, "peer")
     return train(model_args, data_args, training_args, model_builder=build_peer)
 
 

@@ -17,7 +17,6 @@ model's tokenizer, so the run folder's saved weights read permuted tokens only i
 """
 
 import sys
-from pathlib import Path
 
 import torch
 
@@ -73,14 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
         num_tokens = (model.config.image_size // model.config.input_patch_size) ** 2
         return permute_tokens(model, token_permutation(num_tokens, seed), move_positions=arm == "tokens-and-positions")
 
-    if training_args.process_index == 0:
-        permutation = {
-            "arm": arm,
-            "permutation_seed": seed,
-            "note": "the saved weights read tokens under this permutation; evaluate them with this script's model",
-        }
-        path = Path(training_args.output_dir) / "permutation.json"
-        record_run_settings(path, permutation, "permutation", training_args.overwrite_output_dir)
+    permutation = {
+        "arm": arm,
+        "permutation_seed": seed,
+        "note": "the saved weights read tokens under this permutation; evaluate them with this script's model",
+    }
+    record_run_settings(training_args, "permutation.json", permutation, "permutation")
     return train(model_args, data_args, training_args, model_builder=build_permuted)
 
 
