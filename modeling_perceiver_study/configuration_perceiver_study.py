@@ -90,6 +90,11 @@ class PerceiverStudyConfig(PreTrainedConfig):
             `PerceiverForImageClassificationLearned`), so inputs must be `image_size` square.
         learned_position_dim (`int`, defaults to 64):
             Features per token of the `learned` position encoding.
+        cross_attention_locality (`bool`, defaults to `False`):
+            Whether every cross-attention head of every latent adds a learned locality prior to its attention
+            logits, `-strength * |centre - (y, x)|^2` over the tokens' places (a trained centre per head and latent,
+            spread at random over the image; a trained strength per head, starting where a token one step from the
+            centre weighs e^-1 of it). Needs `fourier` positions, whose first two features are the place (y, x).
         num_fourier_bands (`int`, defaults to 64):
             Frequency bands per spatial axis. Each pixel gets `2 + 4 * num_fourier_bands` position features.
         fourier_max_resolution (`int`, *optional*):
@@ -139,6 +144,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
     use_query_residual: bool = True
     position_encoding_type: str = "fourier"
     learned_position_dim: int = 64
+    cross_attention_locality: bool = False
     num_fourier_bands: int = 64
     fourier_max_resolution: int | None = None
     hidden_act: str = "gelu"
@@ -235,7 +241,13 @@ class PerceiverStudyConfig(PreTrainedConfig):
         ):
             if getattr(self, name) is not None:
                 _require_int(self, name, minimum=1, allow_none=True)
-        for name in ("share_cross_attend_weights", "share_block_weights", "use_query_residual", "qkv_bias"):
+        for name in (
+            "share_cross_attend_weights",
+            "share_block_weights",
+            "use_query_residual",
+            "qkv_bias",
+            "cross_attention_locality",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
@@ -266,6 +278,11 @@ class PerceiverStudyConfig(PreTrainedConfig):
         if self.position_encoding_type not in POSITION_ENCODINGS:
             raise ValueError(
                 f"position_encoding_type must be one of {POSITION_ENCODINGS}, got {self.position_encoding_type!r}"
+            )
+        if self.cross_attention_locality and self.position_encoding_type != "fourier":
+            raise ValueError(
+                "cross_attention_locality reads each token's place from its Fourier position features; it needs "
+                f"position_encoding_type 'fourier', got {self.position_encoding_type!r}"
             )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")

@@ -286,8 +286,9 @@ class PerceiverStudyAttention(nn.Module):
         q, k, v = self.q_proj(queries), self.k_proj(keys_values), self.v_proj(keys_values)
         return self.attend(q, k, v, attention_fn)
 
-    def attend(self, q, k, v, attention_fn: Callable):
-        """Projected q (B, Lq, qk), k (B, Lk, qk), v (B, Lk, v) -> (B, Lq, out_dim), weights (B, h, Lq, Lk)."""
+    def attend(self, q, k, v, attention_fn: Callable, bias=None):
+        """Projected q (B, Lq, qk), k (B, Lk, qk), v (B, Lk, v) -> (B, Lq, out_dim), weights (B, h, Lq, Lk).
+        `bias` (1, h, Lq, Lk), if given, is added to the attention logits before the softmax."""
         batch_size, num_queries, _ = q.shape
         q = q.view(batch_size, num_queries, self.num_heads, self.qk_head_dim).transpose(1, 2)  # (B, h, Lq, d)
         k = k.view(batch_size, -1, self.num_heads, self.qk_head_dim).transpose(1, 2)  # (B, h, Lk, d)
@@ -297,7 +298,7 @@ class PerceiverStudyAttention(nn.Module):
             q,
             k,
             v,
-            None,
+            bias,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
         )
@@ -325,6 +326,32 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
     return x * mask / keep_prob
 
 
+class CrossAttentionLocality(nn.Module):
+    """A learned place for every cross-attention head of every latent to read, as a bias on the attention logits:
+    `-strength_h * |centre_(h, n) - (y, x)_m|^2` for head h, latent n and token m at (y, x) in [-1, 1]^2. With the
+    softmax, each head starts reading a Gaussian neighbourhood of its centre, and its query-key logits then choose
+    within it by content (ConViT's positional prior, here in the Perceiver's cross-attention). It is a function of
+    the tokens' positions, so tokens moved together with their positions are read the same.
+    """
+
+    def __init__(self, *, num_heads: int, num_latents: int, grid_side: int):
+        super().__init__()
+        self.grid_side = grid_side  # the trained token grid: sets the initial strength
+        self.centres = nn.Parameter(torch.empty(num_heads, num_latents, 2))  # (h, N, 2) in (y, x)
+        self.log_strength = nn.Parameter(torch.empty(num_heads))  # (h,)
+
+    def initial_log_strength(self) -> float:
+        """A neighbour one token away from a head's centre starts at e^-1 of the centre's weight."""
+        spacing = 2.0 / max(self.grid_side - 1, 1)
+        return math.log(1.0 / spacing**2)
+
+    def forward(self, coordinates: torch.Tensor, dtype) -> torch.Tensor:
+        """(M, 2) token coordinates (y, x) -> (1, h, N, M) bias on the cross-attention logits."""
+        offsets = self.centres[:, :, None, :] - coordinates.float()[None, None, :, :]  # (h, N, M, 2)
+        bias = -self.log_strength.exp()[:, None, None] * offsets.square().sum(-1)  # (h, N, M)
+        return bias[None].to(dtype)
+
+
 class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
     """Latents (queries) attend to the input tokens (keys/values), then an MLP. Pre-norm, residual."""
 
@@ -343,6 +370,8 @@ class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
         layer_norm_eps: float = 1e-5,
         use_query_residual: bool = True,
         bias: bool = True,
+        locality_grid_side: int | None = None,
+        num_latents: int | None = None,
     ):
         super().__init__()
         self.use_query_residual = use_query_residual
@@ -357,6 +386,11 @@ class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
             num_heads=num_heads,
             attention_dropout=attention_dropout,
             bias=bias,
+        )
+        self.locality = (
+            None
+            if locality_grid_side is None
+            else CrossAttentionLocality(num_heads=num_heads, num_latents=num_latents, grid_side=locality_grid_side)
         )
         self.mlp_norm = nn.LayerNorm(latent_dim, eps=layer_norm_eps)
         self.mlp = PerceiverStudyMLP(dim=latent_dim, widening_factor=widening_factor, activation=activation)
@@ -373,7 +407,10 @@ class PerceiverStudyCrossAttentionLayer(GradientCheckpointingLayer):
     def forward(self, latents, pixels, positions, attention_fn, drop_prob=0.0):
         # latents (B, N, D), pixels (B, M, Fp), positions (M, Fs) -> (B, N, D), weights (B, h, N, M)
         queries = self.attention.q_proj(self.latents_norm(latents))
-        attended, weights = self.attention.attend(queries, *self.project_inputs(pixels, positions), attention_fn)
+        # Fourier position features start with the token's (y, x): the locality prior's coordinates.
+        bias = None if self.locality is None else self.locality(positions[:, :2], queries.dtype)
+        keys, values = self.project_inputs(pixels, positions)
+        attended, weights = self.attention.attend(queries, keys, values, attention_fn, bias)
         attended = drop_path(self.dropout(attended), drop_prob, self.training)
         latents = latents + attended if self.use_query_residual else attended
         latents = latents + drop_path(self.dropout(self.mlp(self.mlp_norm(latents))), drop_prob, self.training)
@@ -465,6 +502,10 @@ class PerceiverStudyEncoder(nn.Module):
             layer_norm_eps=config.layer_norm_eps,
             use_query_residual=config.use_query_residual,
             bias=config.qkv_bias,
+            locality_grid_side=config.image_size // config.input_patch_size
+            if config.cross_attention_locality
+            else None,
+            num_latents=config.num_latents,
         )
 
     @staticmethod
@@ -576,6 +617,10 @@ class PerceiverStudyPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, PerceiverStudyModel):
             init.trunc_normal_(module.latents, mean=0.0, std=std)
+        elif isinstance(module, CrossAttentionLocality):
+            # Centres spread at random over the image: each latent starts reading a different set of places.
+            init.uniform_(module.centres, -1.0, 1.0)
+            init.constant_(module.log_strength, module.initial_log_strength())
         elif isinstance(module, LearnedPositionEncoding):
             # Unit scale, as the Fourier features they stand in for: distinct codes for every place from the start.
             init.normal_(module.position_embeddings, mean=0.0, std=1.0)
@@ -640,6 +685,11 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
         implementation = self.config._attn_implementation
         if output_attentions or implementation in (None, "eager"):
             return eager_attention_forward  # the only path that returns attention weights
+        if self.config.cross_attention_locality and implementation.startswith("flash"):
+            raise ValueError(
+                f"cross_attention_locality adds a bias to the attention logits, which attn_implementation "
+                f"{implementation!r} cannot take; use 'sdpa' or 'eager'"
+            )
         return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
     def pool(self, latents):

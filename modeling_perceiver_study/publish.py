@@ -87,7 +87,10 @@ CARD_TEXT_BY_STEM = {
 def position_features(config: dict) -> str:
     if config.get("position_encoding_type") == "learned":
         return f"learned, {config['learned_position_dim']} per token"
-    return f"Fourier, {config['num_fourier_bands']} bands per axis"
+    locality = (
+        "; a learned locality prior on the cross-attention logits" if config.get("cross_attention_locality") else ""
+    )
+    return f"Fourier, {config['num_fourier_bands']} bands per axis{locality}"
 
 
 def token_features(config: dict) -> str:

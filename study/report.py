@@ -35,6 +35,7 @@ RUN_GROUPS = {
     "seed-recipe-cpu-runs": "seed-recipe-cpu",
     "convfree-cpu-runs": "convfree-cpu",
     "peer-cpu-runs": "peer-cpu",
+    "test-split-cpu-runs": "test-split-cpu",
 }
 
 
@@ -59,15 +60,19 @@ def model_description(config: dict, preset: str) -> str:
         f"`{preset}`: {config['num_latents']} x {config['latent_dim']} latents, {patch} x {patch} {stem}tokens, {heads}"
         + (f", {cross_attends} cross-attends" if cross_attends > 1 else "")
         + f", {positions}"
+        + (", locality prior in the cross-attention" if config.get("cross_attention_locality") else "")
     )
 
 
 def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
     """Every recorded Trainer run (a folder of `results_dir` with metrics.json and run_args.json), named by its path
-    from `root` (the repository, by default `results_dir`'s parent)."""
+    from `root` (the repository, by default `results_dir`'s parent), with its test accuracy where it has one."""
     root = results_dir.parent if root is None else root
+    runs = sorted(results_dir.glob("*/metrics.json"))
+    # A column for the final test split (--test_split) once any run of the group was scored on one.
+    scored_on_test = any("test" in read_json(path) for path in runs)
     rows = []
-    for metrics_path in sorted(results_dir.glob("*/metrics.json")):
+    for metrics_path in runs:
         run_dir = metrics_path.parent
         if not (run_dir / "run_args.json").exists():
             continue
@@ -88,9 +93,10 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
                 f"{metrics['train']['train_samples_per_second']:.0f}",
                 f"**{percent(metrics['validation']['accuracy'])}**",
             ]
+            + ([percent(metrics["test"]["accuracy"]) if "test" in metrics else "-"] if scored_on_test else [])
         )
     header = ["run", "model", "learning rate", "epochs", "training time", "images/s", "validation accuracy"]
-    return markdown_table(header, rows)
+    return markdown_table(header + (["test accuracy"] if scored_on_test else []), rows)
 
 
 def latents_table(path: Path) -> str:

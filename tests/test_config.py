@@ -58,12 +58,18 @@ def test_conv_stem_layers_cover_the_strided_convolutions():
         ("conv_stem_layers", 0, "conv_stem_layers must be an integer >= 1"),
         ("position_encoding_type", "rope", "position_encoding_type must be one of ('fourier', 'learned')"),
         ("learned_position_dim", 0, "learned_position_dim must be an integer >= 1"),
+        ("cross_attention_locality", "yes", "cross_attention_locality must be true or false"),
         ("conv_stem_layers", 3, "conv_stem_layers (3) applies only to input_stem 'conv', got input_stem 'patches'"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         PerceiverStudyConfig(**{field: value})
+
+
+def test_cross_attention_locality_needs_fourier_positions_for_the_token_places():
+    with pytest.raises(ValueError, match="cross_attention_locality reads each token's place from its Fourier position"):
+        PerceiverStudyConfig(cross_attention_locality=True, position_encoding_type="learned")
 
 
 def test_round_trip_through_json(tmp_path):

@@ -62,15 +62,18 @@ def test_conv_stem_batchnorm_statistics_survive_the_round_trip(tmp_path):
     torch.testing.assert_close(loaded(x).logits, model(x).logits, rtol=0, atol=0)
 
 
-def test_learned_positions_load_in_a_fresh_process_without_the_package(tmp_path):
-    model = save_tiny_model_folder(tmp_path / "model", input_patch_size=4, position_encoding_type="learned")
+@pytest.mark.parametrize(
+    ("fields", "trained_name"),
+    [
+        ({"position_encoding_type": "learned"}, "perceiver.position_encoding.position_embeddings"),
+        ({"cross_attention_locality": True}, "perceiver.encoder.cross_attends.0.locality.centres"),
+    ],
+    ids=["learned-positions", "locality"],
+)
+def test_trained_position_parameters_load_in_a_fresh_process_without_the_package(tmp_path, fields, trained_name):
+    model = save_tiny_model_folder(tmp_path / "model", input_patch_size=4, **fields)
     weights = load_file(tmp_path / "model" / "model.safetensors")
-    torch.testing.assert_close(
-        weights["perceiver.position_encoding.position_embeddings"],
-        model.perceiver.position_encoding.position_embeddings,
-        rtol=0,
-        atol=0,
-    )
+    torch.testing.assert_close(weights[trained_name], model.state_dict()[trained_name], rtol=0, atol=0)
     output = run_without_package(
         LOAD_AND_PREDICT.format(source=str(tmp_path / "model")),
         env_extra={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},

@@ -135,6 +135,54 @@ def test_learned_positions_are_one_trained_vector_per_token_place_of_the_trained
         model(torch.randn(1, 3, 48, 48))
 
 
+def test_cross_attention_locality_starts_each_head_reading_around_its_centre():
+    model = tiny_model(input_patch_size=4, cross_attention_locality=True, num_cross_attention_heads=4)
+    cross_attend = model.perceiver.encoder.cross_attends[0]
+    locality = cross_attend.locality
+    assert locality.centres.shape == (4, model.config.num_latents, 2)
+    assert locality.centres.abs().max() <= 1.0  # spread over the image
+    torch.testing.assert_close(locality.log_strength.exp(), torch.full((4,), (7 / 2) ** 2))  # e^-1 one token away
+    x = images(2)
+    with torch.no_grad():  # no content logits: what each head reads is the prior alone
+        cross_attend.attention.q_proj.weight.zero_()
+        cross_attend.attention.q_proj.bias.zero_()
+    weights = model(x, output_attentions=True).cross_attentions[0]  # (B, h, N, M)
+    places = fourier_position_features(8, 8, num_bands=1, max_resolution=8)[:, :2]  # (M, 2) token (y, x)
+    distances = (locality.centres.detach()[:, :, None] - places).square().sum(-1)  # (h, N, M)
+    expected = torch.softmax(-((7 / 2) ** 2) * distances, dim=-1)
+    torch.testing.assert_close(weights[0], expected, atol=1e-5, rtol=1e-4)
+    assert torch.equal(weights[1].argmax(-1), distances.argmin(-1))  # the nearest token weighs most, for any image
+
+    model.train()
+    model(x, labels=torch.tensor([1, 2])).loss.backward()
+    assert locality.centres.grad.abs().sum() > 0 and locality.log_strength.grad.abs().sum() > 0
+
+
+def test_cross_attention_locality_reads_tokens_moved_with_their_positions_the_same():
+    model = tiny_model(input_patch_size=4, cross_attention_locality=True, num_cross_attention_heads=4)
+    encoding = model.perceiver.position_encoding
+    x = images(2)
+    logits = model(x).logits
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    split_tokens = encoding.split_tokens
+
+    def moved(pixel_values):
+        pixels, positions = split_tokens(pixel_values)
+        return pixels[:, order], positions[order]
+
+    encoding.split_tokens = moved
+    torch.testing.assert_close(model(x).logits, logits, atol=1e-5, rtol=1e-5)
+    encoding.split_tokens = lambda pixel_values: (split_tokens(pixel_values)[0][:, order], split_tokens(x)[1])
+    assert not torch.allclose(model(x).logits, logits, atol=1e-3)  # the prior reads places: patches alone moved
+    del encoding.split_tokens
+
+    model.config._attn_implementation = "sdpa"  # the bias reaches SDPA's logits as it does the eager ones
+    torch.testing.assert_close(model(x).logits, logits, atol=1e-5, rtol=1e-5)
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="cross_attention_locality adds a bias to the attention logits, which "):
+        model(x)
+
+
 def test_position_features_follow_input_dtype_under_autocast():
     model = tiny_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -9,6 +9,7 @@ import torch
 from modeling_perceiver_study.augment import normalize
 from study.position_use import accuracy, cross_attention_reads, positions_moved, shuffle_tokens
 from study.position_use import main as position_use_main
+from study.position_use_over_training import main as over_training_main
 from tests.helpers import tiny_model, train_tiny
 
 
@@ -94,3 +95,20 @@ def test_cross_attention_reads_counts_the_tokens_a_head_reads():
 def test_the_command_names_a_missing_model_folder(tmp_path, capsys):
     assert position_use_main(["--model_dir", str(tmp_path / "absent"), "--dataset_name", str(tmp_path)]) == 2
     assert str(tmp_path / "absent") in capsys.readouterr().err
+
+
+def test_position_use_is_tracked_over_every_checkpoint_a_run_kept(synthetic_parquet, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train_tiny(synthetic_parquet, run_dir, "--save_total_limit", "3", "--config_overrides", "input_patch_size=4")
+    argv = ["--run_dir", str(run_dir), "--dataset_name", str(synthetic_parquet), "--batch_size", "10"]
+    assert over_training_main(argv) == 0
+    results = json.loads((run_dir / "position_use_over_training.json").read_text())
+    rows = results["checkpoints"]
+    assert [row["epoch"] for row in rows] == [1.0, 2.0]  # one checkpoint per epoch, earliest first
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert rows[-1]["natural"] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-9)  # the final weights
+    assert results["num_samples"] == 24 and 0.0 <= rows[0]["tokens-shuffled"] <= 1.0
+
+    (tmp_path / "empty").mkdir()
+    assert over_training_main(["--run_dir", str(tmp_path / "empty")]) == 2
+    assert "holds no checkpoint-* folders" in capsys.readouterr().err

@@ -127,6 +127,13 @@ def test_card_names_the_position_features_the_model_has(trained_folder, tmp_path
     (copy / "config.json").write_text(json.dumps(config))
     text = render_model_card(copy, "org/name", DATASET)
     assert "| Position features | learned, 18 per token |" in text and "Fourier" not in text
+    config.update(position_encoding_type="fourier", num_fourier_bands=4, cross_attention_locality=True)
+    (copy / "config.json").write_text(json.dumps(config))
+    text = render_model_card(copy, "org/name", DATASET)
+    assert (
+        "| Position features | Fourier, 4 bands per axis; a learned locality prior on the cross-attention logits |"
+        in text
+    )
 
 
 def stage_card(model_dir, stage_dir):

@@ -111,3 +111,19 @@ def test_a_run_trained_on_permuted_tokens_is_marked_in_the_runs_table(tmp_path):
             (tmp_path / "runs" / name / "permutation.json").write_text('{"arm": "tokens-permuted"}')
     rows = {line.split(" | ")[0]: line for line in training_runs_table(tmp_path / "runs").splitlines()[2:]}
     assert "tokens-permuted" in rows["| `runs/permuted`"] and "permut" not in rows["| `runs/natural`"]
+
+
+def test_a_run_scored_on_the_final_test_split_shows_its_test_accuracy(tmp_path):
+    from study.report import training_runs_table
+
+    source = ROOT / "results" / "convfree-cpu" / "seed-convfree-b4-cpu"
+    shutil.copytree(source, tmp_path / "runs" / "validation-only")
+    assert "test accuracy" not in training_runs_table(tmp_path / "runs")  # no column while no run has a test split
+    shutil.copytree(source, tmp_path / "runs" / "tested")
+    metrics = json.loads((source / "metrics.json").read_text())
+    metrics["test"] = {"accuracy": 0.6123, "num_samples": 5000}
+    (tmp_path / "runs" / "tested" / "metrics.json").write_text(json.dumps(metrics))
+    header, _, *lines = training_runs_table(tmp_path / "runs").splitlines()
+    rows = {line.split(" | ")[0]: line for line in lines}
+    assert header.endswith("| test accuracy |")
+    assert rows["| `runs/tested`"].endswith("| 61.2 % |") and rows["| `runs/validation-only`"].endswith("| - |")
