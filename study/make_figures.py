@@ -4,8 +4,9 @@
     python -m study.make_figures            # redraw figures, rewrite the tables in the docs
     python -m study.make_figures --check    # only report docs whose tables disagree with results/ (exit 1)
 
-Figures: training curves and confusion matrices of every recorded run (results/*/), and docs/figures/
-complexity.png, latents.png, permutation.png. Tables: the blocks between `<!-- generated:NAME -->` markers in
+Figures: training curves and confusion matrices of every recorded run (results/*/), and the study's figures in
+docs/figures/ (complexity, latents, permutation, depth, regularisation, heads, stem epochs, position use over
+training), each drawn when its result file exists. Tables: the blocks between `<!-- generated:NAME -->` markers in
 docs/*.md and README.md. The runs themselves are separate commands, listed in docs/report.md.
 """
 

@@ -338,6 +338,8 @@ def tables(results_dir: Path) -> dict[str, str]:
         "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
         "regularisation": (regularisation_table, results_dir / "study" / "regularisation.json"),
     }
+    if run_files(results_dir, "position_use_over_training.json"):
+        sources["position-use-over-training"] = (position_use_over_training_table, results_dir)
     return {name: build(source) for name, (build, source) in sources.items() if source.exists()}
 
 
@@ -449,6 +451,9 @@ def draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
         drawn.append(plot_heads(results_dir, figures_dir / "heads.png"))
     if (results_dir / "seed-recipe-cpu" / "seed-cpu-l32x16-conv128x4").is_dir():
         drawn.append(plot_stem_epochs(results_dir, figures_dir / "stem-epochs.png"))
+    tracked = run_files(results_dir, "position_use_over_training.json")
+    if tracked:
+        drawn.append(plot_position_use_over_training(tracked, figures_dir / "position-use-over-training.png"))
     return drawn
 
 
@@ -510,6 +515,48 @@ def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     return save_and_close(figure, output_path)
+
+
+def plot_position_use_over_training(paths: list[Path], output_path: Path) -> Path:
+    """Validation accuracy at every kept checkpoint, natural and with the patches shuffled (study.position_use_over_
+    training), one colour per run: the gap is what the model draws from position by then."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for index, path in enumerate(paths):
+        rows = read_json(path)["checkpoints"]
+        epochs = [row["epoch"] for row in rows]
+        name, colour = path.parent.name, f"C{index}"
+        axis.plot(epochs, [100 * row["natural"] for row in rows], marker="o", color=colour, label=f"{name}: natural")
+        shuffled = [100 * row["tokens-shuffled"] for row in rows]
+        axis.plot(epochs, shuffled, marker="o", linestyle="--", color=colour, label=f"{name}: patches shuffled")
+    axis.set(
+        title="Validation accuracy through training, natural and with patches shuffled",
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        ylim=(0, 100),
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return save_and_close(figure, output_path)
+
+
+def position_use_over_training_table(results_dir: Path) -> str:
+    """Per run and kept checkpoint: natural and patch-shuffled validation accuracy, and the gap between them."""
+    rows = []
+    for path in run_files(results_dir, "position_use_over_training.json"):
+        for row in read_json(path)["checkpoints"]:
+            natural, shuffled = 100 * row["natural"], 100 * row["tokens-shuffled"]
+            rows.append(
+                [
+                    f"`{path.parent.name}`",
+                    f"{row['epoch']:g}",
+                    f"{natural:.1f} %",
+                    f"{shuffled:.1f} %",
+                    f"{natural - shuffled:.1f}",
+                ]
+            )
+    header = ["run", "epoch", "natural", "patches shuffled", "gap (points)"]
+    return markdown_table(header, rows)
 
 
 def plot_depth(cost_path: Path, accuracy_path: Path, output_path: Path) -> Path:

@@ -127,3 +127,20 @@ def test_a_run_scored_on_the_final_test_split_shows_its_test_accuracy(tmp_path):
     rows = {line.split(" | ")[0]: line for line in lines}
     assert header.endswith("| test accuracy |")
     assert rows["| `runs/tested`"].endswith("| 61.2 % |") and rows["| `runs/validation-only`"].endswith("| - |")
+
+
+def test_position_use_over_training_is_drawn_and_tabled_from_each_tracked_run(tmp_path):
+    from study.report import draw_figures, tables
+
+    run = tmp_path / "results" / "test-split-cpu" / "a-run"
+    run.mkdir(parents=True)
+    rows = [
+        {"checkpoint": "checkpoint-10", "epoch": 1.0, "natural": 0.4, "tokens-shuffled": 0.35},
+        {"checkpoint": "checkpoint-20", "epoch": 2.0, "natural": 0.5, "tokens-shuffled": 0.3},
+    ]
+    (run / "position_use_over_training.json").write_text(json.dumps({"checkpoints": rows}))
+    table = tables(tmp_path / "results")["position-use-over-training"]
+    assert "| `a-run` | 2 | 50.0 % | 30.0 % | 20.0 |" in table
+    drawn = draw_figures(tmp_path / "results", tmp_path / "figures")
+    assert tmp_path / "figures" / "position-use-over-training.png" in drawn
+    assert (tmp_path / "figures" / "position-use-over-training.png").stat().st_size > 0
