@@ -522,6 +522,7 @@ def plot_position_use_over_training(paths: list[Path], output_path: Path) -> Pat
     training), one colour per run: the gap is what the model draws from position by then."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4))
+    num_samples = sorted({read_json(path).get("num_samples") for path in paths} - {None})
     for index, path in enumerate(paths):
         rows = read_json(path)["checkpoints"]
         epochs = [row["epoch"] for row in rows]
@@ -530,7 +531,7 @@ def plot_position_use_over_training(paths: list[Path], output_path: Path) -> Pat
         shuffled = [100 * row["tokens-shuffled"] for row in rows]
         axis.plot(epochs, shuffled, marker="o", linestyle="--", color=colour, label=f"{name}: patches shuffled")
     axis.set(
-        title="Validation accuracy through training, natural and with patches shuffled",
+        title=f"Validation accuracy through training ({' / '.join(f'{n:,}' for n in num_samples)} images)",
         xlabel="epoch",
         ylabel="validation accuracy (%)",
         ylim=(0, 100),
