@@ -474,6 +474,13 @@ STEM_RUNS = {
 }
 
 
+def accuracy_axes(axis, title: str, xlabel: str, ylabel: str = "validation accuracy (%)") -> None:
+    """Title and labels of an accuracy plot, its y-axis from 0 to 100 % so that a point's gap between single runs
+    does not look large, and a light grid."""
+    axis.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 100))
+    axis.grid(alpha=0.3)
+
+
 def plot_heads(results_dir: Path, output_path: Path) -> Path:
     """Validation accuracy of the 20-minute runs against their cross-attention heads (8 latents, 4 x 4 tokens)."""
     plt = pyplot()
@@ -487,13 +494,7 @@ def plot_heads(results_dir: Path, output_path: Path) -> Path:
     axis.semilogx(heads, accuracy, "o", base=2)
     axis.set_xticks(sorted(set(heads)), [str(h) for h in sorted(set(heads))])
     axis.minorticks_off()
-    axis.set(
-        title="20 CPU-minutes, 8 latents, 4 x 4 tokens: one point per run",
-        xlabel="cross-attention heads",
-        ylabel="validation accuracy (%)",
-        ylim=(0, 100),
-    )
-    axis.grid(alpha=0.3)
+    accuracy_axes(axis, "20 CPU-minutes, 8 latents, 4 x 4 tokens: one point per run", "cross-attention heads")
     return save_and_close(figure, output_path)
 
 
@@ -506,13 +507,7 @@ def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
         history = read_json(results_dir / group / name / "trainer_state.json")["log_history"]
         points = [(entry["epoch"], 100 * entry["eval_accuracy"]) for entry in history if "eval_accuracy" in entry]
         axis.plot(*zip(*points), marker="o", markersize=3, label=label)
-    axis.set(
-        title="10 epochs, 32 latents x 256, 4 x 4 tokens (one run each)",
-        xlabel="epoch",
-        ylabel="validation accuracy (%)",
-        ylim=(0, 100),
-    )
-    axis.grid(alpha=0.3)
+    accuracy_axes(axis, "10 epochs, 32 latents x 256, 4 x 4 tokens (one run each)", "epoch")
     axis.legend(fontsize=7)
     return save_and_close(figure, output_path)
 
@@ -530,13 +525,8 @@ def plot_position_use_over_training(paths: list[Path], output_path: Path) -> Pat
         axis.plot(epochs, [100 * row["natural"] for row in rows], marker="o", color=colour, label=f"{name}: natural")
         shuffled = [100 * row["tokens-shuffled"] for row in rows]
         axis.plot(epochs, shuffled, marker="o", linestyle="--", color=colour, label=f"{name}: patches shuffled")
-    axis.set(
-        title=f"Validation accuracy through training ({' / '.join(f'{n:,}' for n in num_samples)} images)",
-        xlabel="epoch",
-        ylabel="validation accuracy (%)",
-        ylim=(0, 100),
-    )
-    axis.grid(alpha=0.3)
+    samples = " / ".join(f"{n:,}" for n in num_samples)
+    accuracy_axes(axis, f"Validation accuracy through training ({samples} images)", "epoch")
     axis.legend(fontsize=7)
     return save_and_close(figure, output_path)
 
