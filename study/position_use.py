@@ -128,18 +128,20 @@ def feature_weight_norms(layer, num_token_features: int) -> dict:
     return norms
 
 
-def held_out_and_training_images(model_dir, dataset_name, config, max_samples):
-    """(validation images, labels), (training images, labels): the split the run carved, the rest of train."""
+def held_out_and_training_images(model_dir, dataset_name, config, max_samples, training=True):
+    """(validation images, labels), (training images, labels): the split the run carved, the rest of train (None
+    when `training` is false: nothing decoded for it)."""
     seed, fraction, test_fraction = training_split_settings(model_dir)
     opened = open_image_dataset(dataset_name)
     image_column, label_column = opened.image_column, opened.label_column
     train, validation, _ = split_held_out(opened.splits, label_column, fraction, seed, test_fraction)
-    decoded = []
-    for name, split in (("validation", validation), ("train", train)):
+
+    def decoded(name, split):
         split = limit_split(split, max_samples, seed)
         part = decode_split(split, image_column, label_column, config.image_size, config.num_channels, split_name=name)
-        decoded.append((part.images, part.labels))
-    return decoded
+        return part.images, part.labels
+
+    return decoded("validation", validation), decoded("train", train) if training else None
 
 
 def parse_args(argv=None):

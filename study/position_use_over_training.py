@@ -30,7 +30,11 @@ def checkpoints_in_order(run_dir: Path) -> list[Path]:
 
 
 def checkpoint_epoch(checkpoint: Path) -> float:
-    return float(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"])
+    state = checkpoint / "trainer_state.json"
+    try:
+        return float(json.loads(state.read_text())["epoch"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{state} is not a Trainer checkpoint's state (no epoch: {error})") from error
 
 
 def parse_args(argv=None):
@@ -49,7 +53,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     args = parse_args(argv)
     run_dir = Path(args.run_dir)
@@ -65,20 +69,23 @@ def main(argv=None) -> int:
                 f"{run_dir} holds no checkpoint-* folders; train with --save_strategy epoch and --save_total_limit "
                 "at least the number of epochs to keep one per epoch"
             )
+        epochs = [checkpoint_epoch(checkpoint) for checkpoint in checkpoints]  # a damaged one is named up front
         processor = AutoImageProcessor.from_pretrained(checkpoints[-1], trust_remote_code=True)
-        first = AutoModelForImageClassification.from_pretrained(checkpoints[0], trust_remote_code=True)
-        (images, labels), _ = held_out_and_training_images(run_dir, args.dataset_name, first.config, args.max_samples)
+        config = AutoConfig.from_pretrained(checkpoints[0], trust_remote_code=True)
+        (images, labels), _ = held_out_and_training_images(
+            run_dir, args.dataset_name, config, args.max_samples, training=False
+        )
     except (DataError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     score = dict(mean=processor.image_mean, std=processor.image_std, batch_size=args.batch_size, bf16=args.bf16)
     rows = []
-    for checkpoint in checkpoints:
+    for checkpoint, epoch in zip(checkpoints, epochs):
         model = AutoModelForImageClassification.from_pretrained(
             checkpoint, trust_remote_code=True, attn_implementation="eager"
         ).eval()
         scored = {arm: accuracy(model, images, labels, arm=arm, **score) for arm in ARMS}
-        rows.append({"checkpoint": checkpoint.name, "epoch": checkpoint_epoch(checkpoint), **scored})
+        rows.append({"checkpoint": checkpoint.name, "epoch": epoch, **scored})
         print(json.dumps(rows[-1]), flush=True)
     results = {
         "run": str(run_dir),

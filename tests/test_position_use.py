@@ -112,3 +112,7 @@ def test_position_use_is_tracked_over_every_checkpoint_a_run_kept(synthetic_parq
     (tmp_path / "empty").mkdir()
     assert over_training_main(["--run_dir", str(tmp_path / "empty")]) == 2
     assert "holds no checkpoint-* folders" in capsys.readouterr().err
+    (run_dir / "checkpoint-1" / "trainer_state.json").parent.mkdir()
+    (run_dir / "checkpoint-1" / "trainer_state.json").write_text("{}")  # an interrupted save
+    assert over_training_main(argv) == 2
+    assert "checkpoint-1/trainer_state.json is not a Trainer checkpoint's state" in capsys.readouterr().err
