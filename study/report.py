@@ -68,15 +68,14 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
     """Every recorded Trainer run (a folder of `results_dir` with metrics.json and run_args.json), named by its path
     from `root` (the repository, by default `results_dir`'s parent), with its test accuracy where it has one."""
     root = results_dir.parent if root is None else root
-    runs = sorted(results_dir.glob("*/metrics.json"))
+    runs = {path.parent: read_json(path) for path in sorted(results_dir.glob("*/metrics.json"))}
     # A column for the final test split (--test_split) once any run of the group was scored on one.
-    scored_on_test = any("test" in read_json(path) for path in runs)
+    scored_on_test = any("test" in metrics for metrics in runs.values())
     rows = []
-    for metrics_path in runs:
-        run_dir = metrics_path.parent
+    for run_dir, metrics in runs.items():
         if not (run_dir / "run_args.json").exists():
             continue
-        metrics, run_args = read_json(metrics_path), read_json(run_dir / "run_args.json")
+        run_args = read_json(run_dir / "run_args.json")
         model, training = run_args["model"], run_args["training"]
         config = read_json(run_dir / "config.json")
         description = model_description(config, model["preset"])
@@ -536,16 +535,9 @@ def position_use_over_training_table(results_dir: Path) -> str:
     rows = []
     for path in run_files(results_dir, "position_use_over_training.json"):
         for row in read_json(path)["checkpoints"]:
-            natural, shuffled = 100 * row["natural"], 100 * row["tokens-shuffled"]
-            rows.append(
-                [
-                    f"`{path.parent.name}`",
-                    f"{row['epoch']:g}",
-                    f"{natural:.1f} %",
-                    f"{shuffled:.1f} %",
-                    f"{natural - shuffled:.1f}",
-                ]
-            )
+            natural, shuffled = row["natural"], row["tokens-shuffled"]
+            gap = f"{100 * natural - 100 * shuffled:.1f}"
+            rows.append([f"`{path.parent.name}`", f"{row['epoch']:g}", percent(natural), percent(shuffled), gap])
     header = ["run", "epoch", "natural", "patches shuffled", "gap (points)"]
     return markdown_table(header, rows)
 
