@@ -43,6 +43,12 @@ class PerceiverStudyConfig(PreTrainedConfig):
             `conv`: the output of a small convolutional stem at the token's place, as in Perceiver IO's
             convolutional preprocessing: log2(p) 3 x 3 convolutions of stride 2 (one of stride 1 when p is 1), each
             followed by BatchNorm and ReLU, then `conv_stem_channels` features per token. Needs p a power of two.
+        patch_whitening (`bool`, defaults to `False`):
+            Whether the `patches` stem whitens each token's p x p patch values (ZCA: the same fixed linear map for
+            every patch, which decorrelates its pixels and channels and gives every direction unit variance) before
+            the position features are appended. The map is fitted on training patches (`PatchWhitening.fit`, which
+            `scripts/train.py` calls for a new model) and saved with the weights; unfitted, it is the identity. A
+            token stays a linear function of its own patch: convolution-free.
         conv_stem_channels (`int`, defaults to 64):
             Channels of every convolution of the `conv` stem, so features per token before the position features.
         conv_stem_layers (`int`, *optional*):
@@ -124,6 +130,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
     num_channels: int = 3
     input_patch_size: int = 1
     input_stem: str = "patches"
+    patch_whitening: bool = False
     conv_stem_channels: int = 64
     conv_stem_layers: int | None = None
     num_latents: int = 128
@@ -247,6 +254,7 @@ class PerceiverStudyConfig(PreTrainedConfig):
             "use_query_residual",
             "qkv_bias",
             "cross_attention_locality",
+            "patch_whitening",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -269,6 +277,10 @@ class PerceiverStudyConfig(PreTrainedConfig):
             raise ValueError(
                 f"conv_stem_layers ({self.conv_stem_layers}) applies only to input_stem 'conv', got input_stem "
                 f"{self.input_stem!r}"
+            )
+        if self.patch_whitening and self.input_stem != "patches":
+            raise ValueError(
+                f"patch_whitening whitens raw patch values; it needs input_stem 'patches', got {self.input_stem!r}"
             )
         if self.conv_stem_layers is not None and self.conv_stem_layers < self.num_conv_stem_downsamples:
             raise ValueError(

@@ -199,6 +199,48 @@ class PerceiverStudyConvStem(nn.Module):
         return features.flatten(2).transpose(1, 2)  # (B, M, channels), tokens in row-major order like the patches
 
 
+class PatchWhitening(nn.Module):
+    """ZCA whitening of each token's patch values: (B, M, Fp) -> (B, M, Fp), one fixed linear map for every patch.
+
+    Why: the pixels and channels of a small patch are strongly correlated, so a few directions (a patch's brightness
+    and colour) carry most of its variance and the key/value projections learn the fine ones slowly. Whitened, every
+    direction has unit variance. The map is fitted once on training patches (`fit`) and saved with the weights as
+    buffers (never trained); until fitted it is the identity.
+    """
+
+    def __init__(self, *, num_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))  # (Fp,)
+        self.register_buffer("matrix", torch.eye(num_features))  # (Fp, Fp)
+
+    @torch.no_grad()
+    def fit(self, patches: torch.Tensor, eps: float = 1e-2) -> None:
+        """Fit to `patches` (n, Fp), normalised as the model receives them. `eps` is added to every eigenvalue of
+        their covariance, so no direction is amplified more than 1 / sqrt(eps) (the near-constant ones are noise)."""
+        num_features = self.mean.numel()
+        if patches.ndim != 2 or patches.shape[1] != num_features or patches.shape[0] < 2:
+            raise ValueError(
+                f"patch whitening is fitted on patches of shape (n >= 2, {num_features}), got {tuple(patches.shape)}"
+            )
+        if not torch.isfinite(patches).all():
+            raise ValueError("patch whitening cannot be fitted on patches holding NaN or infinite values")
+        if eps <= 0:
+            raise ValueError(f"patch whitening eps must be > 0, got {eps}")
+        patches = patches.to(torch.float64)
+        mean = patches.mean(dim=0)  # (Fp,)
+        centred = patches - mean
+        covariance = centred.T @ centred / (patches.shape[0] - 1)  # (Fp, Fp)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        scale = (eigenvalues.clamp_min(0.0) + eps).rsqrt()
+        # ZCA (rotate, scale, rotate back): the whitened values keep the patch's (row, column, channel) layout.
+        matrix = eigenvectors @ torch.diag(scale) @ eigenvectors.T
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.matrix.copy_(matrix.to(self.matrix.dtype))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.linear(pixels - self.mean.to(pixels.dtype), self.matrix.to(pixels.dtype))
+
+
 def layer_norm_linear(pixels, positions, norm: nn.LayerNorm, weight, bias=None):
     """`F.linear(norm(tokens), weight, bias)` for tokens = [pixels, positions] (concatenated per token), computed
     without building the tokens. pixels (B, M, Fp), positions (M, Fs), weight (O, Fp + Fs) -> (B, M, O).
@@ -621,6 +663,9 @@ class PerceiverStudyPreTrainedModel(PreTrainedModel):
             # Centres spread at random over the image: each latent starts reading a different set of places.
             init.uniform_(module.centres, -1.0, 1.0)
             init.constant_(module.log_strength, module.initial_log_strength())
+        elif isinstance(module, PatchWhitening):
+            init.zeros_(module.mean)
+            init.eye_(module.matrix)
         elif isinstance(module, LearnedPositionEncoding):
             # Unit scale, as the Fourier features they stand in for: distinct codes for every place from the start.
             init.normal_(module.position_embeddings, mean=0.0, std=1.0)
@@ -645,6 +690,7 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
             if config.input_stem == "conv"
             else None
         )
+        self.patch_whitening = PatchWhitening(num_features=config.token_feature_dim) if config.patch_whitening else None
         self.latents = nn.Parameter(torch.empty(config.num_latents, config.latent_dim))
         self.encoder = PerceiverStudyEncoder(config)
         self.layernorm = nn.LayerNorm(config.latent_dim, eps=config.layer_norm_eps)
@@ -715,6 +761,8 @@ class PerceiverStudyModel(PerceiverStudyPreTrainedModel):
 
         if self.conv_stem is None:
             pixels, positions = self.position_encoding.split_tokens(pixel_values)  # (B, M, Fp), (M, Fs)
+            if self.patch_whitening is not None:
+                pixels = self.patch_whitening(pixels)
         else:  # the stem's features stand in for the raw patch values
             pixels, positions = self.conv_stem(pixel_values), self.position_encoding.token_positions(pixel_values)
         latents = self.latents.expand(pixel_values.shape[0], -1, -1)  # (B, N, D)

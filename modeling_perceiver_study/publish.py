@@ -96,6 +96,8 @@ def position_features(config: dict) -> str:
 def token_features(config: dict) -> str:
     if config.get("input_stem") == "conv":
         return f"convolutional stem (Perceiver IO style), {conv_stem_size(config)}"
+    if config.get("patch_whitening"):
+        return "the raw pixel values, whitened by one fixed linear map fitted on training patches (no convolution)"
     return "the raw pixel values (no convolution)"
 
 

@@ -52,7 +52,7 @@ from .files import (
 )
 from .image_processing_perceiver_study import PerceiverStudyImageProcessor
 from .metrics import build_compute_metrics
-from .modeling_perceiver_study import PerceiverStudyForImageClassification
+from .modeling_perceiver_study import PerceiverStudyForImageClassification, patches_to_tokens
 from .plots import plot_training_curves
 from .presets import preset_fields, unknown_config_fields
 from .timing import TimeSplit
@@ -473,6 +473,16 @@ def build_model(model_args: ModelArguments, names: list[str] | None = None, conf
     return complete_auto_map(model)
 
 
+def fit_patch_whitening(model, train: TensorImageDataset, image_mean, image_std, max_images: int = 5000) -> None:
+    """Fit a new model's patch whitening (config `patch_whitening`) on the first `max_images` training images,
+    normalised as the model sees them and not augmented. The training split's order is fixed by the seed, so every
+    process of a distributed run fits the same map."""
+    images = normalize(train.images[:max_images], image_mean, image_std)  # (n, C, H, W)
+    patches = patches_to_tokens(images, model.config.input_patch_size).flatten(0, 1)  # (n * M, Fp)
+    model.perceiver.patch_whitening.fit(patches)
+    logger.info("fitted the patch whitening on %d patches of %d training images", len(patches), len(images))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Checkpoints
 
@@ -745,6 +755,8 @@ def build_trainer(
     set_seed(training_args.seed)  # the model's initialisation does not depend on data loading
     model = (model_builder or build_model)(model_args, data.label_names)
     processor = image_processor_for(model.config, data.train)
+    if getattr(model.config, "patch_whitening", False) and model_args.model_name_or_path is None:
+        fit_patch_whitening(model, data.train, processor.image_mean, processor.image_std)  # trained weights keep theirs
     callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
     trainer = PerceiverTrainer(
         model=model,

@@ -59,12 +59,18 @@ def test_conv_stem_layers_cover_the_strided_convolutions():
         ("position_encoding_type", "rope", "position_encoding_type must be one of ('fourier', 'learned')"),
         ("learned_position_dim", 0, "learned_position_dim must be an integer >= 1"),
         ("cross_attention_locality", "yes", "cross_attention_locality must be true or false"),
+        ("patch_whitening", 1, "patch_whitening must be true or false"),
         ("conv_stem_layers", 3, "conv_stem_layers (3) applies only to input_stem 'conv', got input_stem 'patches'"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_range(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         PerceiverStudyConfig(**{field: value})
+
+
+def test_patch_whitening_needs_the_raw_patches_stem():
+    with pytest.raises(ValueError, match="patch_whitening whitens raw patch values; it needs input_stem 'patches'"):
+        PerceiverStudyConfig(patch_whitening=True, input_stem="conv", input_patch_size=4)
 
 
 def test_cross_attention_locality_needs_fourier_positions_for_the_token_places():

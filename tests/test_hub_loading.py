@@ -82,6 +82,28 @@ def test_trained_position_parameters_load_in_a_fresh_process_without_the_package
     check_loaded(json.loads(output.strip().splitlines()[-1]), model)
 
 
+def test_fitted_patch_whitening_loads_in_a_fresh_process_without_the_package(tmp_path):
+    model = tiny_model(input_patch_size=4, patch_whitening=True)
+    generator = torch.Generator().manual_seed(0)
+    correlated = torch.randn(500, 48, generator=generator) @ torch.randn(48, 48, generator=generator)
+    model.perceiver.patch_whitening.fit(correlated)
+    save_model_folder(model, PerceiverStudyImageProcessor(), tmp_path / "model")
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    for name in ("mean", "matrix"):
+        stored = weights[f"perceiver.patch_whitening.{name}"]
+        assert not torch.equal(stored, torch.eye(48) if name == "matrix" else torch.zeros(48))  # the fitted map
+        torch.testing.assert_close(stored, getattr(model.perceiver.patch_whitening, name), rtol=0, atol=0)
+    loaded = PerceiverStudyForImageClassification.from_pretrained(tmp_path / "model").eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x).logits, model.eval()(x).logits, rtol=0, atol=0)
+    output = run_without_package(
+        LOAD_AND_PREDICT.format(source=str(tmp_path / "model")),
+        env_extra={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
+        cwd=tmp_path,
+    )
+    check_loaded(json.loads(output.strip().splitlines()[-1]), model)
+
+
 def test_folder_loads_with_trust_remote_code_without_the_package(tmp_path):
     model = save_tiny_model_folder(tmp_path / "model")
     output = run_without_package(

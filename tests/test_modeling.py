@@ -183,6 +183,35 @@ def test_cross_attention_locality_reads_tokens_moved_with_their_positions_the_sa
         model(x)
 
 
+def test_patch_whitening_is_the_identity_until_fitted_then_whitens_the_patches():
+    model = tiny_model(input_patch_size=4, patch_whitening=True).eval()
+    plain = tiny_model(input_patch_size=4).eval()
+    x = images(2)
+    torch.testing.assert_close(model(x).logits, plain(x).logits, rtol=0, atol=0)  # same seed, identity map
+
+    generator = torch.Generator().manual_seed(0)
+    mixing = torch.randn(48, 48, generator=generator) * torch.logspace(0, -2, 48)  # correlated, unequal variances
+    patches = torch.randn(20_000, 48, generator=generator) @ mixing.T + 3.0
+    whitening = model.perceiver.patch_whitening
+    whitening.fit(patches, eps=1e-9)
+    whitened = whitening(patches[None])[0].double()  # (n, 48)
+    torch.testing.assert_close(whitened.mean(0), torch.zeros(48, dtype=torch.float64), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(whitened.T), torch.eye(48, dtype=torch.float64), atol=2e-3, rtol=0)
+    torch.testing.assert_close(whitening.matrix, whitening.matrix.T)  # ZCA: symmetric, keeps the patch layout
+
+    whitening.fit(patches, eps=1.0)  # eps bounds the gain of the weak directions
+    assert torch.linalg.eigvalsh(whitening.matrix.double()).max() <= 1.0 + 1e-6
+    tokens = patches_to_tokens(x, 4)
+    pixels, _ = model.perceiver.position_encoding.split_tokens(x)
+    torch.testing.assert_close(whitening(pixels), (tokens - whitening.mean) @ whitening.matrix.T)
+    assert not torch.allclose(model(x).logits, plain(x).logits)  # the model reads the whitened patches
+
+    with pytest.raises(ValueError, match=r"fitted on patches of shape \(n >= 2, 48\), got \(10, 12\)"):
+        whitening.fit(torch.randn(10, 12))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        whitening.fit(torch.full((10, 48), float("nan")))
+
+
 def test_position_features_follow_input_dtype_under_autocast():
     model = tiny_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -1,5 +1,5 @@
 """ONNX export: a tiny model end to end (dynamic batch, height and width; onnxruntime against PyTorch; learned
-positions at their trained size; the cross-attention locality prior), and every refusal named."""
+positions at their trained size; the cross-attention locality prior; patch whitening), and every refusal named."""
 
 import json
 
@@ -19,8 +19,9 @@ from tests.helpers import save_tiny_model_folder
         {"input_patch_size": 4, "input_stem": "conv", "conv_stem_channels": 8},
         {},
         {"input_patch_size": 4, "cross_attention_locality": True},
+        {"input_patch_size": 4, "patch_whitening": True},
     ],
-    ids=["patches", "conv-stem", "pixels", "locality"],
+    ids=["patches", "conv-stem", "pixels", "locality", "whitening"],
 )
 def test_export_matches_pytorch_at_any_batch_and_size(tmp_path, overrides, capsys):
     model = save_tiny_model_folder(tmp_path / "model", seed=5, **overrides)

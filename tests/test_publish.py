@@ -118,7 +118,7 @@ def test_card_describes_a_convolutional_stem_instead_of_claiming_no_convolution(
     assert "not evidence for the paper's convolution-free design" in text
 
 
-def test_card_names_the_position_features_the_model_has(trained_folder, tmp_path):
+def test_card_names_the_token_and_position_features_the_model_has(trained_folder, tmp_path):
     assert "| Position features | Fourier, " in stage_card(trained_folder, tmp_path / "fourier").text
     copy = tmp_path / "copy"
     shutil.copytree(trained_folder, copy)
@@ -133,6 +133,13 @@ def test_card_names_the_position_features_the_model_has(trained_folder, tmp_path
     assert (
         "| Position features | Fourier, 4 bands per axis; a learned locality prior on the cross-attention logits |"
         in text
+    )
+    assert "| Token features | the raw pixel values (no convolution) |" in text
+    config.update(patch_whitening=True)
+    (copy / "config.json").write_text(json.dumps(config))
+    assert (
+        "| Token features | the raw pixel values, whitened by one fixed linear map fitted on training patches (no "
+        "convolution) |" in render_model_card(copy, "org/name", DATASET)
     )
 
 

@@ -94,6 +94,22 @@ def test_same_label_set_keeps_the_head(synthetic_parquet, tmp_path):
     assert torch.equal(base["classifier.weight"], again["classifier.weight"])
 
 
+def test_a_new_model_fits_its_patch_whitening_on_the_training_split_and_fine_tuning_keeps_it(
+    synthetic_parquet, tmp_path
+):
+    overrides = ("--config_overrides", "input_patch_size=4,patch_whitening=true")
+    train_tiny(synthetic_parquet, tmp_path / "base", "--num_train_epochs", "1", *overrides)
+    base = load_file(tmp_path / "base" / "model.safetensors")
+    mean, matrix = base["perceiver.patch_whitening.mean"], base["perceiver.patch_whitening.matrix"]
+    assert mean.shape == (48,) and mean.abs().sum() > 0  # fitted, not the identity it starts as
+    assert not torch.allclose(matrix, torch.eye(48)) and torch.allclose(matrix, matrix.T, atol=1e-5)
+    other = write_image_parquet(tmp_path / "other.parquet", per_class=8, labels=["cat", "dog", "owl"])
+    fine_tune_with_zero_learning_rate(other, tmp_path / "tuned", tmp_path / "base")  # other images: not refitted
+    tuned = load_file(tmp_path / "tuned" / "model.safetensors")
+    assert torch.equal(tuned["perceiver.patch_whitening.matrix"], matrix)
+    assert torch.equal(tuned["perceiver.patch_whitening.mean"], mean)
+
+
 def train_command(dataset, output_dir, epochs):
     return [
         sys.executable,
