@@ -61,6 +61,7 @@ def model_description(config: dict, preset: str) -> str:
         + (f", {cross_attends} cross-attends" if cross_attends > 1 else "")
         + f", {positions}"
         + (", locality prior in the cross-attention" if config.get("cross_attention_locality") else "")
+        + (", whitened patches" if config.get("patch_whitening") else "")
     )
 
 

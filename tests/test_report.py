@@ -113,6 +113,16 @@ def test_a_run_trained_on_permuted_tokens_is_marked_in_the_runs_table(tmp_path):
     assert "tokens-permuted" in rows["| `runs/permuted`"] and "permut" not in rows["| `runs/natural`"]
 
 
+def test_the_model_column_names_the_options_that_change_what_a_token_is_or_how_it_is_read():
+    from study.report import model_description
+
+    config = json.loads((ROOT / "results" / "convfree-cpu" / "seed-convfree-b4-cpu" / "config.json").read_text())
+    plain = model_description(config, "seed-convfree")
+    assert "whitened" not in plain and "locality" not in plain
+    described = model_description({**config, "patch_whitening": True, "cross_attention_locality": True}, "p")
+    assert described.endswith("4 Fourier bands, locality prior in the cross-attention, whitened patches")
+
+
 def test_a_run_scored_on_the_final_test_split_shows_its_test_accuracy(tmp_path):
     from study.report import training_runs_table
 

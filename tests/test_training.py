@@ -472,6 +472,19 @@ def test_tensorboard_events_land_in_the_run_folder_or_the_run_goes_on_untracked(
     assert metrics["best_validation_accuracy"] is not None and not (tmp_path / "untracked" / "runs").exists()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_that_emulates_it_is_named_with_the_flag_that_avoids_it(
+    synthetic_parquet, tmp_path, monkeypatch, caplog, native
+):
+    from modeling_perceiver_study import training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="perceiver_study.train"):
+        train_tiny(synthetic_parquet, tmp_path / "run", "--bf16", "true", "--num_train_epochs", "1")
+    warned = "--bf16 on a CPU without native bfloat16 instructions" in caplog.text
+    assert warned == (not native) and (not warned or "pass --bf16 false" in caplog.text)
+
+
 def test_training_accuracy_is_logged_beside_validation_on_a_fixed_unaugmented_subset(synthetic_parquet, tmp_path):
     metrics = train_tiny(synthetic_parquet, tmp_path / "run", "--train_eval_samples", "12")
     history = json.loads((tmp_path / "run" / "trainer_state.json").read_text())["log_history"]
