@@ -628,14 +628,14 @@ def cpu_has_native_bf16() -> bool:
 
 def warn_if_bf16_is_emulated(training_args) -> None:
     """The recipes train in bf16 autocast, which is the fast path on CPUs with AVX512-BF16 or AMX. Elsewhere (e.g. an
-    AVX2-only CPU) bf16 is emulated: one seed-convfree training step ran 18 times slower than in float32 on this
-    project's 2-core AVX2 machine (results/machine-avx2-2026-12-01/), and a time-budgeted recipe trains that much
-    less. The run stays correct, so this is a warning that names the fix, not an error."""
+    AVX2-only CPU) bf16 is emulated: one seed-convfree training step ran 17 times slower than in float32 on this
+    project's machine limited to AVX2 (results/cpu-bf16/), and a time-budgeted recipe trains that much less. The run
+    stays correct, so this is a warning that names the fix, not an error."""
     on_cpu = training_args.use_cpu or not torch.cuda.is_available()
     if training_args.bf16 and on_cpu and not cpu_has_native_bf16():
         logger.warning(
             "--bf16 on a CPU without native bfloat16 instructions (%s): bf16 autocast is emulated here and trains "
-            "many times slower than float32 (18x for seed-convfree on a 2-core AVX2 machine); pass --bf16 false",
+            "many times slower than float32 (17x for seed-convfree on AVX2); pass --bf16 false",
             torch.backends.cpu.get_cpu_capability(),
         )
 

@@ -1,8 +1,8 @@
 """Images/s of one training step (eager attention, AdamW, random images) in float32 and in bf16 autocast: is bf16
 native on this CPU? Two warm-up steps, then the mean of three timed steps, for each precision in turn.
 
-    OMP_NUM_THREADS=2 python results/machine-avx2-2026-12-01/step_dtype.py seed-convfree 128
-    OMP_NUM_THREADS=2 python results/machine-avx2-2026-12-01/step_dtype.py cpu-small 256
+    OMP_NUM_THREADS=2 python results/cpu-bf16/step_dtype.py seed-convfree 128
+    OMP_NUM_THREADS=2 python results/cpu-bf16/step_dtype.py cpu-small 256
 """
 
 import sys
