@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One device call for issue 16 (prepared on 2026-11-30, not yet run on a GPU): 10-epoch runs of the convolution-free
-# Perceiver, four at a time on one GPU (accuracy only: runs that share the GPU do not report their own speed), the
-# recipe itself first in two data orders, then the levers the CPU probes point at (results/probes-2026-11-30-convfree).
+# Perceiver, four at a time on one GPU (accuracy only: runs that share the GPU do not report their own speed): the
+# recipe and whitened patches (config patch_whitening) with a random crop, each in two data orders, then whitened
+# patches with label smoothing, crop and label smoothing, and crop with the levers the CPU probes point at (128 heads,
+# four cross-attends; results/probes-2026-11-30-convfree). On the CPU, whitening alone learned faster but overfitted
+# more and ended level with the recipe (docs/results.md), so every whitened run here has a regulariser.
 # Needs, carried with the working tree: .data/cifar10 (the parquet of ../shared/data/cifar10) and .whl (the wheels
 # the device image lacks: transformers 5.24.0, datasets, evaluate, dill, multiprocess; see sweep-2026-11-27/README.md).
 # Everything stops by DEADLINE seconds; what finished is packed into $OUT (one archive).
@@ -51,14 +54,15 @@ round() {  # runs "name|args" specs side by side, waits for all
   wait "${pids[@]}"  # not a bare wait: that also waits for the tee above, forever
 }
 H128="num_cross_attention_heads=128,cross_attention_qk_dim=1024,cross_attention_v_dim=512"
-round "recipe|--seed 42" "recipe-dataseed1|--data_seed 1" \
-  "h128|--config_overrides $H128" \
-  "x4|--config_overrides num_blocks=4,num_cross_attends=4,num_self_attends_per_block=1"
+W="patch_whitening=true"
+C="--random_crop_padding 4"
+round "recipe|--seed 42" "recipe-dataseed1|--data_seed 1" "white-crop|--config_overrides $W $C" \
+  "white-crop-dataseed1|--config_overrides $W $C --data_seed 1"
 if [ "$(left)" -gt 200 ]; then
-  round "p2|--config_overrides input_patch_size=2" \
-    "learned18|--config_overrides position_encoding_type=learned,learned_position_dim=18" \
-    "v2048|--config_overrides num_blocks=1,num_cross_attends=1,num_self_attends_per_block=4,cross_attention_v_dim=2048" \
-    "noflip|--horizontal_flip false"
+  round "white-ls|--config_overrides $W --label_smoothing_factor 0.1" \
+    "white-crop-ls|--config_overrides $W $C --label_smoothing_factor 0.1" \
+    "white-crop-h128|--config_overrides $W,$H128 $C" \
+    "white-crop-x4|--config_overrides $W,num_blocks=4,num_cross_attends=4,num_self_attends_per_block=1 $C"
 fi
 for f in "$RUNS"/*/metrics.json; do echo "== $f"; grep -A3 '"validation"' "$f" | grep accuracy; done
 
