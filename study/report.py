@@ -463,8 +463,8 @@ HEAD_RUNS += ("cpu-small-x16-dataseed1",)
 # 10 epochs at 32 latents x 256 and 4 x 4 tokens, each token's features changed (report section 6).
 STEM_RUNS = {
     "seed-convfree-b4-flip": "raw patches, 64 heads, 2 cross-attends, 4 bands, flip only (seed-convfree)",
-    "seed-convfree-white": "the same with whitened patches (patch_whitening)",
     "seed-convfree-b4-cpu": "the same without the flip",
+    "seed-convfree-white": "seed-convfree with whitened patches (patch_whitening)",
     "seed-convfree-cpu": "raw patches, 64 heads, 2 cross-attends, 64 bands, crop, flip, label smoothing (until 11-30)",
     "seed-cpu-l32x16": "raw patches, 16 heads",
     "seed-cpu-l32x16-conv": "2-layer stem",

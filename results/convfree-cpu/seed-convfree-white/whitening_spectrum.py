@@ -5,6 +5,7 @@ whitening_spectrum.json beside this file.
     python results/convfree-cpu/seed-convfree-white/whitening_spectrum.py outputs/seed-convfree-white
 """
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import torch
 
 from modeling_perceiver_study import PerceiverStudyForImageClassification
+from modeling_perceiver_study.modeling_perceiver_study import PatchWhitening
 
-EPS = 1e-2  # PatchWhitening.fit's default, which scripts/train.py uses
+EPS = inspect.signature(PatchWhitening.fit).parameters["eps"].default  # training.py fits with the default
 
 model = PerceiverStudyForImageClassification.from_pretrained(sys.argv[1])
 matrix = model.perceiver.patch_whitening.matrix.to(torch.float64)
