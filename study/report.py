@@ -465,6 +465,7 @@ STEM_RUNS = {
     "seed-convfree-b4-flip": "raw patches, 64 heads, 2 cross-attends, 4 bands, flip only (seed-convfree)",
     "seed-convfree-b4-cpu": "the same without the flip",
     "seed-convfree-white": "seed-convfree with whitened patches (patch_whitening)",
+    "seed-convfree-white-crop": "seed-convfree with whitened patches and a random crop",
     "seed-convfree-cpu": "raw patches, 64 heads, 2 cross-attends, 64 bands, crop, flip, label smoothing (until 11-30)",
     "seed-cpu-l32x16": "raw patches, 16 heads",
     "seed-cpu-l32x16-conv": "2-layer stem",
@@ -502,14 +503,15 @@ def plot_heads(results_dir: Path, output_path: Path) -> Path:
 def plot_stem_epochs(results_dir: Path, output_path: Path) -> Path:
     """Validation accuracy per epoch of the 10-epoch runs that differ in their tokens' features."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    for name, label in STEM_RUNS.items():
+    figure, axis = plt.subplots(figsize=(10, 4.2))
+    colours = [*plt.get_cmap("tab10").colors, "black"]  # more runs than the default cycle's 10 colours
+    for index, (name, label) in enumerate(STEM_RUNS.items()):
         group = "convfree-cpu" if name.startswith("seed-convfree") else "seed-recipe-cpu"
         history = read_json(results_dir / group / name / "trainer_state.json")["log_history"]
         points = [(entry["epoch"], 100 * entry["eval_accuracy"]) for entry in history if "eval_accuracy" in entry]
-        axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+        axis.plot(*zip(*points), marker="o", markersize=3, color=colours[index % len(colours)], label=label)
     accuracy_axes(axis, "10 epochs, 32 latents x 256, 4 x 4 tokens (one run each)", "epoch")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the curves, not over them
     return save_and_close(figure, output_path)
 
 
