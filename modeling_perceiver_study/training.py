@@ -56,6 +56,7 @@ from .modeling_perceiver_study import PerceiverStudyForImageClassification, patc
 from .plots import plot_training_curves
 from .presets import preset_fields, unknown_config_fields
 from .timing import TimeSplit
+from .weight_average import WeightAverage
 
 logger = logging.getLogger("perceiver_study.train")
 
@@ -158,6 +159,13 @@ class PerceiverTrainingArguments(TrainingArguments):
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training (after a final evaluation and checkpoint) past this budget."}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999) and evaluate and "
+            "save the averaged weights; each validation also scores the trained weights (raw_accuracy); 0: off."
+        },
+    )
     time_split: bool = field(
         default=False,
         metadata={
@@ -168,6 +176,7 @@ class PerceiverTrainingArguments(TrainingArguments):
 
 
 TRAIN_SUBSET_PREFIX = "train_subset"
+RAW_PREFIX = "raw"  # with --ema_decay: the trained (not averaged) weights on the validation split
 
 
 def training_subset(train: TensorImageDataset, size: int, seed: int) -> TensorImageDataset | None:
@@ -192,6 +201,12 @@ class PerceiverTrainer(Trainer):
         self._evaluating = False
         if self.time_split is not None:
             self.add_callback(TimeSplitCallback(self.time_split))
+        self.weight_average = None
+        if self.args.ema_decay:
+            if self.is_fsdp_enabled:
+                raise ValueError("--ema_decay is not supported with FSDP (each process holds only a shard)")
+            self.weight_average = WeightAverage(self.model, self.args.ema_decay)
+            self.add_callback(WeightAverageCallback(self.weight_average))
 
     def charge_time(self, part: str) -> None:
         if self.time_split is not None:
@@ -212,6 +227,11 @@ class PerceiverTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         self.charge_time("other")
+        if self.weight_average is not None and self.args.should_save:
+            # Written before Trainer's files, whose trainer_state.json (last) marks the checkpoint complete.
+            folder = Path(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            folder.mkdir(parents=True, exist_ok=True)
+            self.weight_average.save(folder)
         super()._save_checkpoint(model, trial)
         self.charge_time("checkpoint")
 
@@ -223,13 +243,25 @@ class PerceiverTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Trainer's evaluation; a validation pass is followed by one on the fixed training subset, if any, so the
-        log holds training accuracy (without augmentation) beside validation accuracy at every evaluation."""
+        log holds training accuracy (without augmentation) beside validation accuracy at every evaluation. With a
+        weight average (--ema_decay) the averaged weights are evaluated, and a validation pass of the trained ones
+        is logged first under the `raw` prefix."""
         self.charge_time("other")
         self._evaluating = True
+        validation = eval_dataset is None and metric_key_prefix == "eval"
+        averaging = self.weight_average is not None and not self.weight_average.swapped
         try:
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            if self.train_subset is not None and eval_dataset is None and metric_key_prefix == "eval":
-                metrics.update(super().evaluate(self.train_subset, ignore_keys, TRAIN_SUBSET_PREFIX))
+            if averaging and validation:  # the trained weights too, so each validation pairs them with their average
+                super().evaluate(None, ignore_keys, RAW_PREFIX)
+            if averaging:
+                self.weight_average.swap()
+            try:
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+                if self.train_subset is not None and validation:
+                    metrics.update(super().evaluate(self.train_subset, ignore_keys, TRAIN_SUBSET_PREFIX))
+            finally:
+                if averaging:
+                    self.weight_average.swap()
         finally:
             self._evaluating = False
         self.charge_time("evaluation")
@@ -274,6 +306,16 @@ class TimeBudgetCallback(TrainerCallback):
         if time.monotonic() - self.started >= self.max_seconds:
             logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
             control.should_training_stop = True  # the epoch-end evaluation and checkpoint then follow as configured
+
+
+class WeightAverageCallback(TrainerCallback):
+    """Moves the weight average toward the trained weights after every optimizer step."""
+
+    def __init__(self, weight_average: WeightAverage):
+        self.weight_average = weight_average
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.weight_average.update(state.global_step)
 
 
 class TimeSplitCallback(TrainerCallback):
@@ -577,6 +619,7 @@ RESULT_DEFINING_TRAINING_ARGS = (
     "bf16",
     "fp16",
     "dataloader_drop_last",
+    "ema_decay",
 )
 
 
@@ -584,7 +627,7 @@ def run_settings(run_args: dict) -> dict:
     """`run_args.json`'s content reduced to what defines the run, flattened to `section.name` keys."""
     settings = {f"{section}.{key}": value for section in ("model", "data") for key, value in run_args[section].items()}
     training = run_args["training"]
-    settings.update({f"training.{key}": training.get(key) for key in RESULT_DEFINING_TRAINING_ARGS})
+    settings.update({f"training.{key}": training[key] for key in RESULT_DEFINING_TRAINING_ARGS if key in training})
     return json.loads(json.dumps(settings, default=str))  # as run_args.json holds them
 
 
@@ -649,11 +692,17 @@ class RunAlreadyFinished(Exception):
 
 
 def default_settings() -> dict:
-    """The model and data flags' defaults, keyed as `run_settings` keys them."""
+    """The model and data flags' defaults and the result-defining training flags', keyed as `run_settings` keys
+    them (so a run recorded before a flag existed matches a rerun that leaves the flag at its default)."""
     return {
         f"{section}.{item.name}": item.default
-        for section, arguments in (("model", ModelArguments), ("data", DataArguments))
+        for section, arguments in (
+            ("model", ModelArguments),
+            ("data", DataArguments),
+            ("training", PerceiverTrainingArguments),
+        )
         for item in fields(arguments)
+        if section != "training" or item.name in RESULT_DEFINING_TRAINING_ARGS
     }
 
 
@@ -750,6 +799,8 @@ def build_trainer(
         mix_probability=data_args.mix_probability,
         label_smoothing=training_args.label_smoothing_factor,
     )
+    if not 0.0 <= training_args.ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must be in [0, 1) (0: off, e.g. 0.999), got {training_args.ema_decay}")
     if data_args.train_eval_samples < 0:
         raise ValueError(f"--train_eval_samples must be >= 0 (0: off), got {data_args.train_eval_samples}")
     check_output_dir(training_args.output_dir)
@@ -861,10 +912,17 @@ def train(
             training_args.parallel_mode.value,
             ", parameters sharded by FSDP" if trainer.is_fsdp_enabled else "",
         )
+    if trainer.weight_average is not None and resume_from:
+        try:
+            trainer.weight_average.load(resume_from)
+        except (FileNotFoundError, ValueError) as error:
+            raise SetupError(str(error)) from error
     started = time.monotonic()
     try:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.monotonic() - started
+        if trainer.weight_average is not None:
+            trainer.weight_average.swap()  # from here on the model holds the averaged weights: saved and evaluated
         trainer.save_model()  # weights, config (with auto_map), image processor and code files, in output_dir
         trainer.save_state()
     except OSError as error:
