@@ -248,6 +248,34 @@ def time_split_table(split_dir: Path) -> str:
     return markdown_table([*header, "logging, checkpoints, other"], rows)
 
 
+def weight_average_table(group_dir: Path) -> str:
+    """Each `--ema_decay` run's validation accuracy with its trained weights (`raw_accuracy`) and with their moving
+    average (`eval_accuracy`, the saved model), both scored at the same evaluations: at the end, and the average's
+    lead over the first and the second half of the epochs."""
+    rows = []
+    for path in sorted(group_dir.glob("*/trainer_state.json")):
+        history = read_json(path)["log_history"]
+        raw = {entry["epoch"]: entry["raw_accuracy"] for entry in history if "raw_accuracy" in entry}
+        averaged = {entry["epoch"]: entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
+        epochs = sorted(raw)
+        leads = [100 * (averaged[epoch] - raw[epoch]) for epoch in epochs]
+        half = (len(leads) + 1) // 2
+        last = epochs[-1]
+        rows.append(
+            [
+                f"`{path.parent.name}`",
+                f"{last:.1f}".removesuffix(".0"),
+                percent(raw[last]),
+                f"**{percent(averaged[last])}**",
+                f"{leads[-1]:+.1f}",
+                f"{sum(leads[:half]) / half:+.1f}",
+                f"{sum(leads[half:]) / (len(leads) - half):+.1f}",
+            ]
+        )
+    header = ["run", "epochs", "trained weights", "average", "difference", "mean lead, first half", "second half"]
+    return markdown_table(header, rows)
+
+
 def depth_cost_table(path: Path) -> str:
     """Training-step time at each latent depth and input size, and the cost of one latent layer at each size."""
     result = read_json(path)
@@ -334,6 +362,7 @@ def tables(results_dir: Path) -> dict[str, str]:
         "performance-steps": (performance_steps_table, results_dir / "performance-steps"),
         "onnx-cpu": (onnx_table, results_dir / "onnx-cpu"),
         "time-split-cpu": (time_split_table, results_dir / "time-split-cpu"),
+        "weight-average-cpu": (weight_average_table, results_dir / "weight-average-cpu"),
         "depth-cost": (depth_cost_table, results_dir / "study" / "depth-cost.json"),
         "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
         "regularisation": (regularisation_table, results_dir / "study" / "regularisation.json"),
