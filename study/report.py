@@ -272,7 +272,15 @@ def weight_average_table(group_dir: Path) -> str:
                 f"{sum(leads[half:]) / (len(leads) - half):+.1f}",
             ]
         )
-    header = ["run", "epochs", "trained weights", "average", "difference", "mean lead, first half", "second half"]
+    header = [
+        "run",
+        "epochs",
+        "trained weights",
+        "average",
+        "difference",
+        "mean lead, first half",
+        "mean lead, second half",
+    ]
     return markdown_table(header, rows)
 
 
