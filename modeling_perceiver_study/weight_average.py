@@ -2,9 +2,10 @@
 
 After each optimizer step every shadow weight moves toward the trained weight:
 `shadow = d * shadow + (1 - d) * weight`, with `d = min(decay, (1 + step) / (10 + step))` so that the average does not
-hold on to the random initialisation while there are still few steps to average (timm's warmup of the decay). The
-shadow is kept in float32 whatever the training precision. Evaluation and the saved model use the averaged weights;
-`swap` exchanges them with the trained ones in place, so the same module (compiled or wrapped for DDP) runs both.
+hold on to the random initialisation while there are still few steps to average (the `num_updates` warmup of
+TensorFlow's `ExponentialMovingAverage`). The shadow is kept in float32 whatever the training precision. Evaluation
+and the saved model use the averaged weights; `swap` exchanges them with the trained ones in place, so the same
+module (compiled or wrapped for DDP) runs both.
 """
 
 from pathlib import Path

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_perceiver_study.training import SetupError
+from modeling_perceiver_study.training import SetupError, last_complete_checkpoint
 from modeling_perceiver_study.weight_average import EMA_FILE, WeightAverage
 from tests.helpers import train_tiny
 
@@ -67,8 +67,7 @@ def test_training_evaluates_and_saves_the_average_and_logs_the_trained_weights(s
     raw = [entry for entry in history if "raw_accuracy" in entry]
     averaged = [entry for entry in history if "eval_accuracy" in entry]
     assert len(raw) == 3 and len(averaged) == 3  # one pair per epoch
-    last = max(int(path.name.split("-")[1]) for path in folder.glob("checkpoint-*"))
-    checkpoint = folder / f"checkpoint-{last}"
+    checkpoint = last_complete_checkpoint(folder)
     saved, trained, ema = (
         load_file(path)
         for path in (folder / "model.safetensors", checkpoint / "model.safetensors", checkpoint / EMA_FILE)
