@@ -28,6 +28,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .augment import AugmentConfig, augment_batch, normalize
+from .budget_schedule import SCHEDULES, FitScheduleToBudgetCallback, WarmupThenDecay
 from .configuration_perceiver_study import PerceiverStudyConfig
 from .data import (
     DataError,
@@ -159,6 +160,14 @@ class PerceiverTrainingArguments(TrainingArguments):
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training (after a final evaluation and checkpoint) past this budget."}
     )
+    fit_schedule_to_budget: bool = field(
+        default=False,
+        metadata={
+            "help": "With --max_train_minutes: time the third epoch and end the learning-rate schedule (cosine or "
+            "linear) after as many whole epochs as the budget holds, so a slower machine anneals instead of being "
+            "stopped at a high learning rate; never more epochs than --num_train_epochs."
+        },
+    )
     ema_decay: float = field(
         default=0.0,
         metadata={
@@ -207,6 +216,14 @@ class PerceiverTrainer(Trainer):
                 raise ValueError("--ema_decay is not supported with FSDP (each process holds only a shard)")
             self.weight_average = WeightAverage(self.model, self.args.ema_decay)
             self.add_callback(WeightAverageCallback(self.weight_average))
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Trainer's schedule; with --fit_schedule_to_budget the same schedule as an object whose end can move."""
+        if self.lr_scheduler is None and self.args.fit_schedule_to_budget:
+            kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)  # a plain str to save
+            schedule = WarmupThenDecay(kind, self.args.get_warmup_steps(num_training_steps), num_training_steps)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, schedule)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def charge_time(self, part: str) -> None:
         if self.time_split is not None:
@@ -620,6 +637,7 @@ RESULT_DEFINING_TRAINING_ARGS = (
     "fp16",
     "dataloader_drop_last",
     "ema_decay",
+    "fit_schedule_to_budget",
 )
 
 
@@ -775,6 +793,16 @@ class SetupError(Exception):
     any training step, or a full disk while saving."""
 
 
+def check_schedule_fitting(training_args) -> None:
+    if not training_args.max_train_minutes:
+        raise ValueError("--fit_schedule_to_budget needs a budget to fit: pass --max_train_minutes")
+    schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"--fit_schedule_to_budget needs --lr_scheduler_type in {SCHEDULES}, got {schedule!r}")
+    if training_args.lr_scheduler_kwargs:
+        raise ValueError("--fit_schedule_to_budget builds its own schedule, without --lr_scheduler_kwargs")
+
+
 def build_trainer(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -799,6 +827,8 @@ def build_trainer(
         mix_probability=data_args.mix_probability,
         label_smoothing=training_args.label_smoothing_factor,
     )
+    if training_args.fit_schedule_to_budget:
+        check_schedule_fitting(training_args)
     if not 0.0 <= training_args.ema_decay < 1.0:
         raise ValueError(f"--ema_decay must be in [0, 1) (0: off, e.g. 0.999), got {training_args.ema_decay}")
     if data_args.train_eval_samples < 0:
@@ -829,6 +859,8 @@ def build_trainer(
     if getattr(model.config, "patch_whitening", False) and model_args.model_name_or_path is None:
         fit_patch_whitening(model, data.train, processor.image_mean, processor.image_std)  # trained weights keep theirs
     callbacks = [TimeBudgetCallback(training_args.max_train_minutes)] if training_args.max_train_minutes else []
+    if training_args.fit_schedule_to_budget:
+        callbacks.append(FitScheduleToBudgetCallback(training_args.max_train_minutes))
     trainer = PerceiverTrainer(
         model=model,
         args=training_args,
