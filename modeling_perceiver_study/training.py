@@ -28,7 +28,6 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .augment import AugmentConfig, augment_batch, normalize
-from .budget_schedule import SCHEDULES, FitScheduleToBudgetCallback, WarmupThenDecay
 from .configuration_perceiver_study import PerceiverStudyConfig
 from .data import (
     DataError,
@@ -56,6 +55,7 @@ from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification, patches_to_tokens
 from .plots import plot_training_curves
 from .presets import preset_fields, unknown_config_fields
+from .time_budget import SCHEDULES, FitScheduleToBudgetCallback, TimeBudgetCallback, WarmupThenDecay
 from .timing import TimeSplit
 from .weight_average import WeightAverage
 
@@ -307,22 +307,6 @@ class PerceiverTrainer(Trainer):
             self.charge_time("augment")
             return {**inputs, "pixel_values": pixels, "labels": labels}
         return {**inputs, "pixel_values": normalize(pixels, self.image_mean, self.image_std)}
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """Ends training once `max_minutes` of training time have passed (the final model is still saved and evaluated)."""
-
-    def __init__(self, max_minutes: float):
-        self.max_seconds = 60.0 * max_minutes
-        self.started = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.started >= self.max_seconds:
-            logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
-            control.should_training_stop = True  # the epoch-end evaluation and checkpoint then follow as configured
 
 
 class WeightAverageCallback(TrainerCallback):

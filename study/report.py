@@ -284,6 +284,29 @@ def weight_average_table(group_dir: Path) -> str:
     return markdown_table(header, rows)
 
 
+def budget_schedule_table(group_dir: Path) -> str:
+    """The time-budgeted recipe with its planned schedule and with `--fit_schedule_to_budget`: per run, its data
+    order, the epochs it reached, the last learning rate it logged (a share of the peak) and its validation accuracy."""
+    rows = []
+    for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
+        metrics, training = read_json(run_dir / "metrics.json"), read_json(run_dir / "run_args.json")["training"]
+        history = read_json(run_dir / "trainer_state.json")["log_history"]
+        last_rate = [entry["learning_rate"] for entry in history if "learning_rate" in entry][-1]
+        data_seed = training.get("data_seed")
+        planned = f"{training['num_train_epochs']:g} epochs, as planned"
+        rows.append(
+            [
+                f"`{run_dir.name}`",
+                f"--data_seed {data_seed}" if data_seed is not None else f"--seed {training['seed']}",
+                "fitted to the budget" if training.get("fit_schedule_to_budget") else planned,
+                f"{metrics['train']['epoch']:.1f}",
+                f"{100 * last_rate / training['learning_rate']:.0f} %",
+                f"**{percent(metrics['validation']['accuracy'])}**",
+            ]
+        )
+    return markdown_table(["run", "data order", "schedule", "epochs", "last logged rate (of peak)", "validation"], rows)
+
+
 def depth_cost_table(path: Path) -> str:
     """Training-step time at each latent depth and input size, and the cost of one latent layer at each size."""
     result = read_json(path)
@@ -371,6 +394,7 @@ def tables(results_dir: Path) -> dict[str, str]:
         "onnx-cpu": (onnx_table, results_dir / "onnx-cpu"),
         "time-split-cpu": (time_split_table, results_dir / "time-split-cpu"),
         "weight-average-cpu": (weight_average_table, results_dir / "weight-average-cpu"),
+        "budget-schedule-cpu": (budget_schedule_table, results_dir / "budget-schedule-cpu"),
         "depth-cost": (depth_cost_table, results_dir / "study" / "depth-cost.json"),
         "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
         "regularisation": (regularisation_table, results_dir / "study" / "regularisation.json"),

@@ -1,4 +1,7 @@
-"""A learning-rate schedule that ends when a time budget does (`--fit_schedule_to_budget` with `--max_train_minutes`).
+"""Training within a time budget (`--max_train_minutes`), and a schedule that ends with it (`--fit_schedule_to_budget`).
+
+The budget counts wall time from the start of training in each process (evaluations and checkpoints included); the
+final evaluation and save come after it. In a multi-process run the first process decides when to stop, for all.
 
 A time-budgeted recipe sizes its cosine schedule in epochs (cpu-small: 80 epochs in 20 minutes on the CPUs it was
 tuned on). A slower machine reaches the budget first and stops with the learning rate still high (at 72-78 % of its
@@ -10,7 +13,7 @@ epochs asked for. Only the schedule's end moves: the warmup and every step alrea
 (the recipes decide during warmup, so nothing jumps).
 
 The decision is stored in the scheduler's state (`scheduler.pt` in each checkpoint), so a resumed run follows the
-same schedule; in a multi-process run the first process decides for all, so every process takes the same steps.
+same schedule.
 """
 
 import logging
@@ -27,6 +30,32 @@ SCHEDULES = ("cosine", "linear")
 
 def now() -> float:
     return time.monotonic()
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Ends training once `max_minutes` have passed (the final model is still saved and evaluated).
+
+    Processes of one run start their clocks at different moments, so each deciding alone could stop one a step
+    before another, which would then wait for it forever; the first process's clock decides, read at logging steps
+    (Trainer synchronises there anyway) rather than at every step."""
+
+    def __init__(self, max_minutes: float):
+        self.max_seconds = 60.0 * max_minutes
+        self.started = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed and state.global_step % max(1, state.logging_steps) != 0:
+            return
+        over = now() - self.started >= self.max_seconds
+        if distributed:
+            over = bool(same_on_every_process(int(over), args.device))
+        if over:
+            logger.info("time budget of %.1f minutes reached at step %d", self.max_seconds / 60, state.global_step)
+            control.should_training_stop = True  # the epoch-end evaluation and checkpoint then follow as configured
 
 
 class WarmupThenDecay:

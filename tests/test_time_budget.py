@@ -1,24 +1,32 @@
-"""--fit_schedule_to_budget: the schedule equals Trainer's until its end is fitted, a fitted run anneals to zero and
-stops at the fitted end, a resumed run follows the same schedule, and bad combinations are one-line errors.
+"""--max_train_minutes stops every process of a run at the same step; --fit_schedule_to_budget: the schedule equals
+Trainer's until its end is fitted, a fitted run anneals to zero and stops at the fitted end, a resumed run follows the
+same schedule, and bad combinations are one-line errors.
 
-The epoch timings come from a fake clock (each call to `budget_schedule.now` advances it by EPOCH_SECONDS), so the
-decision is the same on every machine."""
+The training runs read a fake clock (`time_budget.now`: SECONDS_PER_STEP per optimizer step taken, evaluation free),
+so the decisions are the same on every machine."""
 
 import json
 import math
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    TrainerControl,
+    TrainerState,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
-from modeling_perceiver_study import budget_schedule
-from modeling_perceiver_study.budget_schedule import WarmupThenDecay, steps_that_fit
+from modeling_perceiver_study import time_budget
+from modeling_perceiver_study.time_budget import TimeBudgetCallback, WarmupThenDecay, steps_that_fit
 from modeling_perceiver_study.training import SetupError
 from tests.helpers import train_tiny
 
-EPOCH_SECONDS = 10.0
+SECONDS_PER_STEP = 2.0
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +36,40 @@ def offline(monkeypatch):
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    calls = iter(range(10_000))
-    monkeypatch.setattr(budget_schedule, "now", lambda: EPOCH_SECONDS * next(calls))
+    steps = []
+    hook = torch.optim.optimizer.register_optimizer_step_post_hook(lambda *_: steps.append(1))
+    monkeypatch.setattr(time_budget, "now", lambda: SECONDS_PER_STEP * len(steps))
+    yield
+    hook.remove()
+
+
+def step_where_the_budget_stops(rank: int, init_file: str, out_dir: str) -> None:
+    """One of two gloo processes: a 10-s budget, one second per step, rank 1's clock started 5 s before rank 0's."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        clock = {"seconds": 0.0}
+        time_budget.now = lambda: clock["seconds"]
+        callback, state, control = TimeBudgetCallback(max_minutes=10 / 60), TrainerState(), TrainerControl()
+        state.logging_steps = 2
+        args = SimpleNamespace(device=torch.device("cpu"))
+        callback.on_train_begin(args, state, control)
+        callback.started -= 5.0 * rank
+        for step in range(1, 31):
+            state.global_step, clock["seconds"] = step, float(step)
+            callback.on_step_end(args, state, control)
+            if control.should_training_stop:
+                break
+        (Path(out_dir) / str(rank)).write_text(str(step))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_every_process_stops_at_the_step_where_the_first_one_runs_out_of_time(tmp_path):
+    torch.multiprocessing.spawn(
+        step_where_the_budget_stops, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
+    )
+    # Alone, rank 1 would stop at step 5; the first process's clock decides, read at logging steps.
+    assert (tmp_path / "0").read_text() == (tmp_path / "1").read_text() == "10"
 
 
 @pytest.mark.parametrize(
@@ -55,15 +95,17 @@ def learning_rates(folder) -> list[tuple[int, float]]:
     return [(entry["step"], entry["learning_rate"]) for entry in history if "learning_rate" in entry]
 
 
-# 10 epochs of 6 steps are planned; with the fake clock, the third epoch's end comes 30 s into a 50-s budget, with
-# epochs of 10 s: two more fit, so the schedule ends after 5 epochs (step 30).
-FITTED_RUN = ("--num_train_epochs", "10", "--max_train_minutes", str(50 / 60), "--fit_schedule_to_budget", "true")
+# 10 epochs of 5 steps (72 images, batch 16) are planned, 10 s each on the fake clock. The third epoch's end comes 30 s
+# into a 55-s budget: two more epochs fit, so the schedule ends after 5 epochs (step 25, at 50 s), before the budget
+# itself would stop the run (at 55 s, step 28).
+FITTED_RUN = ("--num_train_epochs", "10", "--max_train_minutes", str(55 / 60), "--fit_schedule_to_budget", "true")
 
 
 def test_a_fitted_run_anneals_to_zero_and_stops_at_the_fitted_end(synthetic_parquet, tmp_path, fake_clock):
     metrics = train_tiny(synthetic_parquet, tmp_path / "run", *FITTED_RUN)
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     steps_per_epoch = state["max_steps"] // 10
+    assert steps_per_epoch == 5  # what FITTED_RUN's budget was worked out for
     assert state["global_step"] == 5 * steps_per_epoch
     assert metrics["train"]["epoch"] == pytest.approx(5.0)
     rates = dict(learning_rates(tmp_path / "run"))
