@@ -12,6 +12,10 @@ from then on the schedule ends after as many whole epochs as the rest of the bud
 epochs asked for. Only the schedule's end moves: the warmup and every step already taken keep their learning rates
 (the recipes decide during warmup, so nothing jumps).
 
+The estimate is that one epoch's: on a machine whose speed drifts during the run (a third within twenty minutes on a
+2-core VM, docs/results.md) the schedule can end after the budget (cut before its last steps) or well before
+it (budget unused).
+
 The decision is stored in the scheduler's state (`scheduler.pt` in each checkpoint), so a resumed run follows the
 same schedule.
 """
@@ -123,6 +127,15 @@ class FitScheduleToBudgetCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         self.stop_at_the_end(state, control, schedule_of(lr_scheduler))
+
+    def on_train_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        if lr_scheduler is not None and not schedule_of(lr_scheduler).fitted:
+            logger.warning(
+                "--fit_schedule_to_budget had no effect: the schedule is fitted after three epochs in one process and "
+                "this run ended after %d, so it followed the planned %d-step schedule",
+                len(self.epoch_ends),
+                state.max_steps,
+            )
 
     @staticmethod
     def stop_at_the_end(state, control, schedule: WarmupThenDecay) -> None:

@@ -286,25 +286,38 @@ def weight_average_table(group_dir: Path) -> str:
 
 def budget_schedule_table(group_dir: Path) -> str:
     """The time-budgeted recipe with its planned schedule and with `--fit_schedule_to_budget`: per run, its data
-    order, the epochs it reached, the last learning rate it logged (a share of the peak) and its validation accuracy."""
+    order, where its schedule ends, the epochs and minutes it trained, their mean wall time per epoch (evaluations,
+    checkpoints and compilation included), the last learning rate it logged (a share of the peak) and its validation
+    accuracy."""
     rows = []
     for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
         metrics, training = read_json(run_dir / "metrics.json"), read_json(run_dir / "run_args.json")["training"]
         history = read_json(run_dir / "trainer_state.json")["log_history"]
         last_rate = [entry["learning_rate"] for entry in history if "learning_rate" in entry][-1]
         data_seed = training.get("data_seed")
-        planned = f"{training['num_train_epochs']:g} epochs, as planned"
+        epochs = metrics["train"]["epoch"]
         rows.append(
             [
                 f"`{run_dir.name}`",
                 f"--data_seed {data_seed}" if data_seed is not None else f"--seed {training['seed']}",
-                "fitted to the budget" if training.get("fit_schedule_to_budget") else planned,
-                f"{metrics['train']['epoch']:.1f}",
+                schedule_end(run_dir, training),
+                f"{epochs:.1f}",
+                f"{metrics['train']['train_runtime'] / 60:.1f} min",
+                f"{metrics['train']['train_runtime'] / epochs:.1f} s",
                 f"{100 * last_rate / training['learning_rate']:.0f} %",
                 f"**{percent(metrics['validation']['accuracy'])}**",
             ]
         )
-    return markdown_table(["run", "data order", "schedule", "epochs", "last logged rate (of peak)", "validation"], rows)
+    header = ["run", "data order", "schedule ends after", "epochs run", "training", "per epoch", "last rate (of peak)"]
+    return markdown_table([*header, "validation"], rows)
+
+
+def schedule_end(run_dir: Path, training: dict) -> str:
+    """The planned epochs, or those the schedule was fitted to (the run's log line, time_budget.py)."""
+    if not training.get("fit_schedule_to_budget"):
+        return f"{training['num_train_epochs']:g} epochs (planned)"
+    fitted = re.search(r"schedule fitted to the .* \(([0-9.]+) epochs\)", (run_dir / "train.log").read_text())
+    return f"{float(fitted.group(1)):g} epochs (fitted)" if fitted else "fitted, end not logged"
 
 
 def depth_cost_table(path: Path) -> str:

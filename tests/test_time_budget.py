@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import (
     TrainerControl,
     TrainerState,
@@ -37,7 +38,7 @@ def offline(monkeypatch):
 @pytest.fixture
 def fake_clock(monkeypatch):
     steps = []
-    hook = torch.optim.optimizer.register_optimizer_step_post_hook(lambda *_: steps.append(1))
+    hook = register_optimizer_step_post_hook(lambda *_: steps.append(1))
     monkeypatch.setattr(time_budget, "now", lambda: SECONDS_PER_STEP * len(steps))
     yield
     hook.remove()
@@ -148,3 +149,10 @@ def test_a_run_resumed_after_the_fit_ends_with_the_same_weights(synthetic_parque
 def test_bad_combinations_are_setup_errors(synthetic_parquet, tmp_path, flags, message):
     with pytest.raises(SetupError, match=message):
         train_tiny(synthetic_parquet, tmp_path / "bad", "--fit_schedule_to_budget", "true", *flags)
+
+
+def test_a_run_too_short_to_fit_says_the_flag_had_no_effect(synthetic_parquet, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger=time_budget.__name__):
+        train_tiny(synthetic_parquet, tmp_path / "short", "--num_train_epochs", "2", *FITTED_RUN[2:])
+    assert "--fit_schedule_to_budget had no effect" in caplog.text
+    assert "ended after 2" in caplog.text
