@@ -37,6 +37,16 @@ def train_tiny(dataset, output_dir, *extra) -> dict:
     return main(["--dataset_name", str(dataset), "--output_dir", str(output_dir), *TINY_TRAINING_ARGS, *extra])
 
 
+def copy_run_stopped_after(straight: Path, stopped: Path, epochs: int) -> None:
+    """`stopped`: what a run in `straight` left had it stopped after `epochs` epochs (its run record and the first
+    `epochs` checkpoints, one per epoch), to resume from."""
+    checkpoints = sorted(straight.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    stopped.mkdir()
+    shutil.copy(straight / "run_args.json", stopped)
+    for checkpoint in checkpoints[:epochs]:
+        shutil.copytree(checkpoint, stopped / checkpoint.name)
+
+
 def tiny_config(**overrides):
     fields = {"id2label": dict(enumerate(CIFAR10_LABELS)), "label2id": {n: i for i, n in enumerate(CIFAR10_LABELS)}}
     return load_preset("tiny", **{**fields, **overrides})

@@ -7,7 +7,6 @@ so the decisions are the same on every machine."""
 
 import json
 import math
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +24,7 @@ from transformers import (
 from modeling_perceiver_study import time_budget
 from modeling_perceiver_study.time_budget import TimeBudgetCallback, WarmupThenDecay, steps_that_fit
 from modeling_perceiver_study.training import SetupError
-from tests.helpers import train_tiny
+from tests.helpers import copy_run_stopped_after, train_tiny
 
 SECONDS_PER_STEP = 2.0
 
@@ -127,11 +126,7 @@ def test_a_run_resumed_after_the_fit_ends_with_the_same_weights(synthetic_parque
     args = (*FITTED_RUN, "--save_total_limit", "10")
     train_tiny(synthetic_parquet, tmp_path / "straight", *args)
     stopped = tmp_path / "stopped"  # the same run stopped after epoch 4: the fit is only in the checkpoint now
-    checkpoints = sorted((tmp_path / "straight").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    stopped.mkdir()
-    shutil.copy(tmp_path / "straight" / "run_args.json", stopped)
-    for checkpoint in checkpoints[:4]:
-        shutil.copytree(checkpoint, stopped / checkpoint.name)
+    copy_run_stopped_after(tmp_path / "straight", stopped, epochs=4)
     train_tiny(synthetic_parquet, stopped, *args)
     assert learning_rates(stopped)[-1] == learning_rates(tmp_path / "straight")[-1]
     straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(stopped / "model.safetensors")

@@ -2,7 +2,6 @@
 resume to the same weights as a run that was never stopped, and clear errors."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from safetensors.torch import load_file
 
 from modeling_perceiver_study.training import SetupError, last_complete_checkpoint
 from modeling_perceiver_study.weight_average import EMA_FILE, WeightAverage
-from tests.helpers import train_tiny
+from tests.helpers import copy_run_stopped_after, train_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -84,11 +83,7 @@ def test_a_resumed_run_ends_with_the_same_average(synthetic_parquet, tmp_path):
     train_tiny(synthetic_parquet, tmp_path / "straight", *args)
     # The same run stopped after epoch 2: only its first two checkpoints and its run record are left.
     stopped = tmp_path / "stopped"
-    checkpoints = sorted((tmp_path / "straight").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    stopped.mkdir()
-    shutil.copy(tmp_path / "straight" / "run_args.json", stopped)
-    for checkpoint in checkpoints[:2]:
-        shutil.copytree(checkpoint, stopped / checkpoint.name)
+    copy_run_stopped_after(tmp_path / "straight", stopped, epochs=2)
     train_tiny(synthetic_parquet, stopped, *args)
     straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(stopped / "model.safetensors")
     assert straight.keys() == resumed.keys()
