@@ -549,16 +549,14 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
+def checkpoints_in_order(output_dir: str | Path) -> list[Path]:
+    """The run's `checkpoint-<step>` folders, earliest first (none if the folder does not exist)."""
+    found = [path for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda path: int(path.name.split("-")[-1]))
+
+
 def last_complete_checkpoint(output_dir: str) -> Path | None:
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    checkpoints = sorted(
-        (path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.name.split("-")[-1].isdigit()),
-        key=lambda path: int(path.name.split("-")[-1]),
-        reverse=True,
-    )
-    for path in checkpoints:
+    for path in reversed(checkpoints_in_order(output_dir)):
         problem = checkpoint_problem(path)
         if problem is None:
             return path

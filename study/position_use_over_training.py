@@ -17,16 +17,11 @@ from pathlib import Path
 
 from modeling_perceiver_study.data import DataError
 from modeling_perceiver_study.files import write_json_atomic
+from modeling_perceiver_study.training import checkpoints_in_order
 from study.position_use import accuracy, held_out_and_training_images
 from study.records import run_record
 
 ARMS = ("natural", "tokens-shuffled")
-
-
-def checkpoints_in_order(run_dir: Path) -> list[Path]:
-    """The run's `checkpoint-<step>` folders, earliest first."""
-    found = [path for path in run_dir.glob("checkpoint-*") if path.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda path: int(path.name.split("-")[-1]))
 
 
 def checkpoint_epoch(checkpoint: Path) -> float:

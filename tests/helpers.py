@@ -15,6 +15,7 @@ from PIL import Image
 from modeling_perceiver_study import PerceiverStudyForImageClassification, PerceiverStudyImageProcessor
 from modeling_perceiver_study.export import save_model_folder
 from modeling_perceiver_study.presets import load_preset
+from modeling_perceiver_study.training import checkpoints_in_order
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -40,10 +41,9 @@ def train_tiny(dataset, output_dir, *extra) -> dict:
 def copy_run_stopped_after(straight: Path, stopped: Path, epochs: int) -> None:
     """`stopped`: what a run in `straight` left had it stopped after `epochs` epochs (its run record and the first
     `epochs` checkpoints, one per epoch), to resume from."""
-    checkpoints = sorted(straight.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     stopped.mkdir()
     shutil.copy(straight / "run_args.json", stopped)
-    for checkpoint in checkpoints[:epochs]:
+    for checkpoint in checkpoints_in_order(straight)[:epochs]:
         shutil.copytree(checkpoint, stopped / checkpoint.name)
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from modeling_perceiver_study.augment import normalize
-from modeling_perceiver_study.training import SetupError, main
+from modeling_perceiver_study.training import SetupError, checkpoints_in_order, main
 from tests.conftest import write_image_parquet
 from tests.helpers import REPO_ROOT, TINY_TRAINING_ARGS, train_tiny
 
@@ -377,7 +377,7 @@ def test_a_checkpoint_whose_weights_do_not_load_is_skipped_for_the_one_before(sy
     run = tmp_path / "crashed"
     train_tiny(synthetic_parquet, run, "--save_total_limit", "3")
     (run / "metrics.json").unlink()  # as if the process died after its last checkpoint
-    newest = max(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    newest = checkpoints_in_order(run)[-1]
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated, e.g. by a full disk
 
