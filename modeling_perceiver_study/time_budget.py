@@ -148,6 +148,19 @@ def schedule_of(lr_scheduler) -> WarmupThenDecay:
     return scheduler.lr_lambdas[0]
 
 
+def fitted_schedule_summary(lr_scheduler, state, planned_epochs: float) -> dict:
+    """Where the run's schedule ended, for its metrics.json: whether it was fitted, and its end in steps and epochs
+    (the planned end when it was not). Read from the scheduler, so a resumed run reports the fit made before it."""
+    schedule = schedule_of(lr_scheduler)
+    steps_per_epoch = state.max_steps / planned_epochs
+    return {
+        "fitted": schedule.fitted,
+        "end_step": schedule.total_steps,
+        "end_epoch": round(schedule.total_steps / steps_per_epoch, 2),
+        "planned_steps": state.max_steps,
+    }
+
+
 def rerun_last_step(lr_scheduler) -> None:
     """Sets the next step's learning rate from the fitted schedule: the scheduler computed it before the fit."""
     scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)

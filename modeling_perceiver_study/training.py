@@ -55,7 +55,13 @@ from .metrics import build_compute_metrics
 from .modeling_perceiver_study import PerceiverStudyForImageClassification, patches_to_tokens
 from .plots import plot_training_curves
 from .presets import preset_fields, unknown_config_fields
-from .time_budget import SCHEDULES, FitScheduleToBudgetCallback, TimeBudgetCallback, WarmupThenDecay
+from .time_budget import (
+    SCHEDULES,
+    FitScheduleToBudgetCallback,
+    TimeBudgetCallback,
+    WarmupThenDecay,
+    fitted_schedule_summary,
+)
 from .timing import TimeSplit
 from .weight_average import WeightAverage
 
@@ -958,6 +964,10 @@ def train(
             "world_size": training_args.world_size,
         }
     }
+    if training_args.fit_schedule_to_budget:
+        metrics["train"]["schedule"] = fitted_schedule_summary(
+            trainer.lr_scheduler, trainer.state, training_args.num_train_epochs
+        )
     final = trainer.evaluate(metric_key_prefix="eval")
     metrics["validation"] = strip_prefix(final, "eval_")
     if trainer.train_subset is not None:

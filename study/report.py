@@ -300,7 +300,7 @@ def budget_schedule_table(group_dir: Path) -> str:
             [
                 f"`{run_dir.name}`",
                 f"--data_seed {data_seed}" if data_seed is not None else f"--seed {training['seed']}",
-                schedule_end(run_dir, training),
+                schedule_end(run_dir, training, metrics),
                 f"{epochs:.1f}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",
                 f"{metrics['train']['train_runtime'] / epochs:.1f} s",
@@ -312,10 +312,14 @@ def budget_schedule_table(group_dir: Path) -> str:
     return markdown_table([*header, "validation"], rows)
 
 
-def schedule_end(run_dir: Path, training: dict) -> str:
-    """The planned epochs, or those the schedule was fitted to (the run's log line, time_budget.py)."""
+def schedule_end(run_dir: Path, training: dict, metrics: dict) -> str:
+    """The planned epochs, or those the schedule was fitted to: from metrics.json, or for runs recorded before it
+    held them, from the run's log line (time_budget.py)."""
     if not training.get("fit_schedule_to_budget"):
         return f"{training['num_train_epochs']:g} epochs (planned)"
+    if "schedule" in metrics["train"]:
+        schedule = metrics["train"]["schedule"]
+        return f"{schedule['end_epoch']:g} epochs ({'fitted' if schedule['fitted'] else 'planned, never fitted'})"
     fitted = re.search(r"schedule fitted to the .* \(([0-9.]+) epochs\)", (run_dir / "train.log").read_text())
     return f"{float(fitted.group(1)):g} epochs (fitted)" if fitted else "fitted, end not logged"
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from study.report import marker_names, tables, update_document
+from study.report import marker_names, schedule_end, tables, update_document
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -154,3 +154,14 @@ def test_position_use_over_training_is_drawn_and_tabled_from_each_tracked_run(tm
     drawn = draw_figures(tmp_path / "results", tmp_path / "figures")
     assert tmp_path / "figures" / "position-use-over-training.png" in drawn
     assert (tmp_path / "figures" / "position-use-over-training.png").stat().st_size > 0
+
+
+def test_a_fitted_schedule_end_is_read_from_the_run_or_from_its_log(tmp_path):
+    fitted = {"fit_schedule_to_budget": True}
+    recorded = {"train": {"schedule": {"fitted": True, "end_epoch": 34.0, "end_step": 5950, "planned_steps": 14000}}}
+    assert schedule_end(tmp_path, fitted, recorded) == "34 epochs (fitted)"
+    (tmp_path / "train.log").write_text(
+        "schedule fitted to the 20.0-minute budget: it ends at step 9975 (57.0 epochs)\n"
+    )
+    assert schedule_end(tmp_path, fitted, {"train": {}}) == "57 epochs (fitted)"  # recorded before metrics held it
+    assert schedule_end(tmp_path, {"num_train_epochs": 80.0}, {"train": {}}) == "80 epochs (planned)"

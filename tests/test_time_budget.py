@@ -108,6 +108,7 @@ def test_a_fitted_run_anneals_to_zero_and_stops_at_the_fitted_end(synthetic_parq
     assert steps_per_epoch == 5  # what FITTED_RUN's budget was worked out for
     assert state["global_step"] == 5 * steps_per_epoch
     assert metrics["train"]["epoch"] == pytest.approx(5.0)
+    assert metrics["train"]["schedule"] == {"fitted": True, "end_step": 25, "end_epoch": 5.0, "planned_steps": 50}
     rates = dict(learning_rates(tmp_path / "run"))
     warmup = math.ceil(0.05 * state["max_steps"])  # Trainer's warmup ratio, of the planned steps
     fitted_at, last = 3 * steps_per_epoch, 5 * steps_per_epoch
@@ -129,6 +130,8 @@ def test_a_run_resumed_after_the_fit_ends_with_the_same_weights(synthetic_parque
     copy_run_stopped_after(tmp_path / "straight", stopped, epochs=4)
     train_tiny(synthetic_parquet, stopped, *args)
     assert learning_rates(stopped)[-1] == learning_rates(tmp_path / "straight")[-1]
+    # The fit was made before the stop: the resumed run reads it back from its checkpoint and reports it.
+    assert json.loads((stopped / "metrics.json").read_text())["train"]["schedule"]["end_step"] == 25
     straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(stopped / "model.safetensors")
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name
@@ -148,6 +151,7 @@ def test_bad_combinations_are_setup_errors(synthetic_parquet, tmp_path, flags, m
 
 def test_a_run_too_short_to_fit_says_the_flag_had_no_effect(synthetic_parquet, tmp_path, caplog):
     with caplog.at_level("WARNING", logger=time_budget.__name__):
-        train_tiny(synthetic_parquet, tmp_path / "short", "--num_train_epochs", "2", *FITTED_RUN[2:])
+        metrics = train_tiny(synthetic_parquet, tmp_path / "short", "--num_train_epochs", "2", *FITTED_RUN[2:])
     assert "--fit_schedule_to_budget had no effect" in caplog.text
     assert "ended after 2" in caplog.text
+    assert metrics["train"]["schedule"] == {"fitted": False, "end_step": 10, "end_epoch": 2.0, "planned_steps": 10}
