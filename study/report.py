@@ -324,6 +324,48 @@ def schedule_end(run_dir: Path, training: dict, metrics: dict) -> str:
     return f"{float(fitted.group(1)):g} epochs (fitted)" if fitted else "fitted, end not logged"
 
 
+def cross_attention_reads_table(group_dir: Path) -> str:
+    """10-epoch runs of one recipe with more ways for the latents to read the image (results/probes-2026-12-03-cs10):
+    per run its data order, how its latents read (cross-attention heads, query/key and value widths, cross-attends,
+    latent layers) and its validation accuracy every second epoch; then each design's mean over its runs."""
+    rows, finals = [], {}
+    for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
+        config, training = read_json(run_dir / "config.json"), read_json(run_dir / "run_args.json")["training"]
+        history = read_json(run_dir / "trainer_state.json")["log_history"]
+        accuracy = {round(entry["epoch"]): entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
+        heads = config["num_cross_attention_heads"]
+        qk_dim = config.get("cross_attention_qk_dim") or config["latent_dim"]
+        v_dim = config.get("cross_attention_v_dim") or qk_dim
+        cross_attends = config["num_cross_attends"]
+        design = (
+            f"{heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
+            + ("s" if cross_attends > 1 else "")
+            + f", {config['num_blocks'] * config['num_self_attends_per_block']} latent layers"
+        )
+        data_seed = training.get("data_seed")
+        rows.append(
+            [f"`{run_dir.name}`", design, str(data_seed if data_seed is not None else 0)]
+            + [percent(accuracy[epoch]) for epoch in (2, 4, 6, 8)]
+            + [f"**{percent(accuracy[10])}**"]
+        )
+        finals.setdefault(design, []).append(100 * accuracy[10])
+    header = ["run", "how the latents read", "data order", "epoch 2", "epoch 4", "epoch 6", "epoch 8", "epoch 10"]
+    summary = [
+        [
+            design,
+            str(len(values)),
+            " / ".join(f"{value:.1f}" for value in values),
+            f"**{sum(values) / len(values):.2f} %**",
+        ]
+        for design, values in finals.items()
+    ]
+    return (
+        markdown_table(header, rows)
+        + "\n"
+        + markdown_table(["how the latents read", "runs", "epoch 10 (%)", "mean"], summary)
+    )
+
+
 def depth_cost_table(path: Path) -> str:
     """Training-step time at each latent depth and input size, and the cost of one latent layer at each size."""
     result = read_json(path)
@@ -412,6 +454,7 @@ def tables(results_dir: Path) -> dict[str, str]:
         "time-split-cpu": (time_split_table, results_dir / "time-split-cpu"),
         "weight-average-cpu": (weight_average_table, results_dir / "weight-average-cpu"),
         "budget-schedule-cpu": (budget_schedule_table, results_dir / "budget-schedule-cpu"),
+        "cross-attention-reads-cs10": (cross_attention_reads_table, results_dir / "probes-2026-12-03-cs10"),
         "depth-cost": (depth_cost_table, results_dir / "study" / "depth-cost.json"),
         "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
         "regularisation": (regularisation_table, results_dir / "study" / "regularisation.json"),
