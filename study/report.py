@@ -327,24 +327,32 @@ def schedule_end(run_dir: Path, training: dict, metrics: dict) -> str:
 def cross_attention_reads_table(group_dir: Path) -> str:
     """10-epoch runs of one recipe with more ways for the latents to read the image (results/probes-2026-12-03-cs10):
     per run its data order, how its latents read (cross-attention heads, query/key and value widths, cross-attends,
-    latent layers) and its validation accuracy every second epoch; then each design's mean over its runs."""
-    rows, finals = [], {}
+    latent layers) and its validation accuracy every second epoch; then each design's mean over its runs. Runs are
+    ordered by design (heads, widths, cross-attends, latent layers), then data order."""
+    runs = []
     for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
         config, training = read_json(run_dir / "config.json"), read_json(run_dir / "run_args.json")["training"]
         history = read_json(run_dir / "trainer_state.json")["log_history"]
         accuracy = {round(entry["epoch"]): entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
-        heads = config["num_cross_attention_heads"]
         qk_dim = config.get("cross_attention_qk_dim") or config["latent_dim"]
-        v_dim = config.get("cross_attention_v_dim") or qk_dim
-        cross_attends = config["num_cross_attends"]
+        reads = (
+            config["num_cross_attention_heads"],
+            qk_dim,
+            config.get("cross_attention_v_dim") or qk_dim,
+            config["num_cross_attends"],
+            config["num_blocks"] * config["num_self_attends_per_block"],
+        )
+        data_seed = training.get("data_seed")
+        runs.append((reads, data_seed if data_seed is not None else 0, run_dir.name, accuracy))
+    rows, finals = [], {}
+    for (heads, qk_dim, v_dim, cross_attends, layers), data_seed, name, accuracy in sorted(runs):
         design = (
             f"{heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
             + ("s" if cross_attends > 1 else "")
-            + f", {config['num_blocks'] * config['num_self_attends_per_block']} latent layers"
+            + f", {layers} latent layers"
         )
-        data_seed = training.get("data_seed")
         rows.append(
-            [f"`{run_dir.name}`", design, str(data_seed if data_seed is not None else 0)]
+            [f"`{name}`", design, str(data_seed)]
             + [percent(accuracy[epoch]) for epoch in (2, 4, 6, 8)]
             + [f"**{percent(accuracy[10])}**"]
         )

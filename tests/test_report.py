@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from study.report import marker_names, schedule_end, tables, update_document
+from study.report import cross_attention_reads_table, marker_names, schedule_end, tables, update_document
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -165,3 +165,27 @@ def test_a_fitted_schedule_end_is_read_from_the_run_or_from_its_log(tmp_path):
     )
     assert schedule_end(tmp_path, fitted, {"train": {}}) == "57 epochs (fitted)"  # recorded before metrics held it
     assert schedule_end(tmp_path, {"num_train_epochs": 80.0}, {"train": {}}) == "80 epochs (planned)"
+
+
+def write_probe_run(run_dir: Path, *, heads: int, data_seed, final_accuracy: float) -> None:
+    """A 10-epoch run folder as results/probes-2026-12-03-cs10 holds them (only what the table reads)."""
+    run_dir.mkdir(parents=True)
+    config = {"num_cross_attention_heads": heads, "latent_dim": 128, "num_cross_attends": 1, "num_blocks": 1}
+    (run_dir / "config.json").write_text(json.dumps({**config, "num_self_attends_per_block": 4}))
+    (run_dir / "run_args.json").write_text(json.dumps({"training": {"data_seed": data_seed}}))
+    history = [{"epoch": float(epoch), "eval_accuracy": 0.5} for epoch in range(1, 10)]
+    history.append({"epoch": 10.0, "eval_accuracy": final_accuracy})
+    (run_dir / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (run_dir / "metrics.json").write_text(json.dumps({"validation": {"accuracy": final_accuracy}}))
+
+
+def test_the_reads_table_orders_runs_by_design_and_averages_each_design(tmp_path):
+    # Folder names sort the 128-head runs before the 32-head one; the table sorts by the design instead.
+    write_probe_run(tmp_path / "cs10-h128-dataseed1", heads=128, data_seed=1, final_accuracy=0.62)
+    write_probe_run(tmp_path / "cs10-h128", heads=128, data_seed=None, final_accuracy=0.61)
+    write_probe_run(tmp_path / "cs10-h32", heads=32, data_seed=None, final_accuracy=0.55)
+    runs_table, summary = cross_attention_reads_table(tmp_path).split("\n\n")
+    names = [line.split(" | ")[0].strip("| `") for line in runs_table.splitlines()[2:]]
+    assert names == ["cs10-h32", "cs10-h128", "cs10-h128-dataseed1"]
+    design = "128 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers"
+    assert f"| {design} | 2 | 61.0 / 62.0 | **61.50 %** |" in summary

@@ -1,10 +1,13 @@
 """Parameters and time of one training step (forward, backward, AdamW) of the cpu-small model and the variants of
-this probe round: batch 256, float32, eager (not compiled), one thread, the fastest of seven steps after a warm-up step.
+this probe round: batch 256, float32, eager (not compiled), one thread. Five rounds, each timing every variant (the
+fastest of three steps, after one warm-up step per variant before the first round); each variant's cost against the
+base is the median of its five per-round ratios, with their range.
 
     python results/probes-2026-12-03-cs10/step_time.py > results/probes-2026-12-03-cs10/step_time.json
 """
 
 import json
+import statistics
 import time
 
 import torch
@@ -17,13 +20,17 @@ VARIANTS = {
     "h32": {"num_cross_attention_heads": 32},
     "h32qk256": {"num_cross_attention_heads": 32, "cross_attention_qk_dim": 256},
     "h64qk512": {"num_cross_attention_heads": 64, "cross_attention_qk_dim": 512},
+    "h64qk256": {"num_cross_attention_heads": 64, "cross_attention_qk_dim": 256},
+    "h128qk512": {"num_cross_attention_heads": 128, "cross_attention_qk_dim": 512},
+    "h128qk1024": {"num_cross_attention_heads": 128, "cross_attention_qk_dim": 1024},
     "xa2": {"num_blocks": 2, "num_cross_attends": 2, "num_self_attends_per_block": 2, "share_block_weights": False},
     "sa8": {"num_self_attends_per_block": 8},
 }
+ROUNDS, STEPS_PER_ROUND = 5, 3
 
 
-def step_seconds(model, pixel_values, labels, steps=8) -> float:
-    optimizer = torch.optim.AdamW(model.parameters())
+def step_seconds(model, optimizer, pixel_values, labels, steps) -> float:
+    """The fastest of `steps` training steps."""
     times = []
     for _ in range(steps):
         started = time.perf_counter()
@@ -31,25 +38,35 @@ def step_seconds(model, pixel_values, labels, steps=8) -> float:
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - started)
-    return min(times[1:])
+    return min(times)
 
 
 def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     pixel_values, labels = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
-    result = {}
+    models = {}
     for name, overrides in VARIANTS.items():
         model = PerceiverStudyForImageClassification(load_preset("cpu-small", num_labels=10, **overrides))
-        seconds = step_seconds(model, pixel_values, labels)
+        optimizer = torch.optim.AdamW(model.parameters())
+        step_seconds(model, optimizer, pixel_values, labels, steps=1)  # warm-up
+        models[name] = (model, optimizer)
+    # Round-robin: this VM's speed drifts by a third within minutes, so every round times every variant, each
+    # variant's cost is taken against the same round's base, and the rounds' median and range are reported.
+    seconds = {name: [] for name in VARIANTS}
+    for _ in range(ROUNDS):
+        for name, (model, optimizer) in models.items():
+            seconds[name].append(step_seconds(model, optimizer, pixel_values, labels, steps=STEPS_PER_ROUND))
+    result = {}
+    for name, overrides in VARIANTS.items():
+        ratios = sorted(mine / base for mine, base in zip(seconds[name], seconds["base"]))
         result[name] = {
             "config_overrides": overrides,
-            "parameters": sum(parameter.numel() for parameter in model.parameters()),
-            "step_seconds": round(seconds, 4),
+            "parameters": sum(parameter.numel() for parameter in models[name][0].parameters()),
+            "step_seconds": [round(value, 4) for value in seconds[name]],
+            "step_time_vs_base": round(statistics.median(ratios), 2),
+            "step_time_vs_base_range": [round(ratios[0], 2), round(ratios[-1], 2)],
         }
-    base = result["base"]["step_seconds"]
-    for entry in result.values():
-        entry["step_time_vs_base"] = round(entry["step_seconds"] / base, 2)
     print(json.dumps(result, indent=2))
 
 
