@@ -330,7 +330,7 @@ def cross_attention_reads_table(group_dir: Path) -> str:
     latent layers) and its validation accuracy every second epoch; then each design's mean over its runs. Runs are
     ordered by design (heads, widths, cross-attends, latent layers), then data order."""
     runs = []
-    for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
+    for run_dir in (path.parent for path in group_dir.glob("*/metrics.json")):
         config, training = read_json(run_dir / "config.json"), read_json(run_dir / "run_args.json")["training"]
         history = read_json(run_dir / "trainer_state.json")["log_history"]
         accuracy = {round(entry["epoch"]): entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
@@ -344,7 +344,7 @@ def cross_attention_reads_table(group_dir: Path) -> str:
         )
         data_seed = training.get("data_seed")
         runs.append((reads, data_seed if data_seed is not None else 0, run_dir.name, accuracy))
-    rows, finals = [], {}
+    rows, finals = [], {}  # sorted below by design, data order, then name (unique, so accuracies are never compared)
     for (heads, qk_dim, v_dim, cross_attends, layers), data_seed, name, accuracy in sorted(runs):
         design = (
             f"{heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
