@@ -36,6 +36,7 @@ RUN_GROUPS = {
     "convfree-cpu-runs": "convfree-cpu",
     "peer-cpu-runs": "peer-cpu",
     "test-split-cpu-runs": "test-split-cpu",
+    "cs80-runs": "probes-2026-12-03-cs80",
 }
 
 
