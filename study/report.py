@@ -66,6 +66,25 @@ def model_description(config: dict, preset: str) -> str:
     )
 
 
+def augmentation_description(data_args: dict) -> str:
+    """What a run added to the random crop and flip (RandAugment-style ops, mixup, cutmix); empty when nothing."""
+    extras = []
+    if data_args.get("randaugment_ops", 0) > 0:
+        extras.append(
+            f"{data_args['randaugment_ops']} RandAugment-style op{'s' if data_args['randaugment_ops'] > 1 else ''} "
+            f"at magnitude {data_args['randaugment_magnitude']:g}"
+        )
+    mixes = [
+        f"{name} (alpha {data_args[f'{name}_alpha']:g})"
+        for name in ("mixup", "cutmix")
+        if data_args.get(f"{name}_alpha", 0) > 0
+    ]
+    if mixes:
+        share = data_args.get("mix_probability", 1.0)
+        extras.append(" or ".join(mixes) + (" on every batch" if share == 1 else f" on {share:.0%} of the batches"))
+    return "; trained with " + " and ".join(extras) if extras else ""
+
+
 def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
     """Every recorded Trainer run (a folder of `results_dir` with metrics.json and run_args.json), named by its path
     from `root` (the repository, by default `results_dir`'s parent), with its test accuracy where it has one."""
@@ -80,7 +99,7 @@ def training_runs_table(results_dir: Path, root: Path | None = None) -> str:
         run_args = read_json(run_dir / "run_args.json")
         model, training = run_args["model"], run_args["training"]
         config = read_json(run_dir / "config.json")
-        description = model_description(config, model["preset"])
+        description = model_description(config, model["preset"]) + augmentation_description(run_args["data"])
         if (run_dir / "permutation.json").is_file():  # study.train_permuted: the tokens were scrambled
             permutation = read_json(run_dir / "permutation.json")
             description += f"; trained and validated with `{permutation['arm']}` (study.train_permuted)"

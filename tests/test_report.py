@@ -113,6 +113,26 @@ def test_a_run_trained_on_permuted_tokens_is_marked_in_the_runs_table(tmp_path):
     assert "tokens-permuted" in rows["| `runs/permuted`"] and "permut" not in rows["| `runs/natural`"]
 
 
+def test_a_run_trained_with_extra_augmentation_says_so_in_the_runs_table(tmp_path):
+    from study.report import training_runs_table
+
+    source = ROOT / "results" / "convfree-cpu" / "seed-convfree-b4-cpu"
+    for name, extra in (
+        ("plain", {}),
+        ("cutmix", {"cutmix_alpha": 1.0, "mix_probability": 0.5}),
+        ("ra", {"randaugment_ops": 2}),
+    ):
+        shutil.copytree(source, tmp_path / "runs" / name)
+        run_args_file = tmp_path / "runs" / name / "run_args.json"
+        run_args = json.loads(run_args_file.read_text())
+        run_args["data"].update(extra)
+        run_args_file.write_text(json.dumps(run_args))
+    rows = {line.split(" | ")[0]: line for line in training_runs_table(tmp_path / "runs").splitlines()[2:]}
+    assert "trained with" not in rows["| `runs/plain`"]
+    assert "; trained with cutmix (alpha 1) on 50% of the batches |" in rows["| `runs/cutmix`"]
+    assert "; trained with 2 RandAugment-style ops at magnitude 0.5 |" in rows["| `runs/ra`"]
+
+
 def test_the_model_column_names_the_options_that_change_what_a_token_is_or_how_it_is_read():
     from study.report import model_description
 
