@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modeling_perceiver_study.files import percent, read_json, replace_atomically
 from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_and_close
+from modeling_perceiver_study.presets import available_presets, preset_fields
 from modeling_perceiver_study.publish import conv_stem_size
 from study.permutation import ARMS as PERMUTATION_ARMS
 
@@ -63,7 +64,22 @@ def model_description(config: dict, preset: str) -> str:
         + f", {positions}"
         + (", locality prior in the cross-attention" if config.get("cross_attention_locality") else "")
         + (", whitened patches" if config.get("patch_whitening") else "")
+        + widened_mlps(config, preset)
     )
+
+
+def widened_mlps(config: dict, preset: str) -> str:
+    """The MLP widths a run changed from its preset's (`--config_overrides self_attention_widening_factor=4`)."""
+    preset_config = preset_fields(preset) if preset in available_presets() else {}
+    changed = [
+        f", {where} MLPs {config[key]}x the latent width"
+        for key, where in (
+            ("cross_attention_widening_factor", "cross-attention"),
+            ("self_attention_widening_factor", "latent"),
+        )
+        if key in preset_config and key in config and config[key] != preset_config[key]
+    ]
+    return "".join(changed)
 
 
 def augmentation_description(data_args: dict) -> str:

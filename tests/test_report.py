@@ -141,6 +141,9 @@ def test_the_model_column_names_the_options_that_change_what_a_token_is_or_how_i
     assert "whitened" not in plain and "locality" not in plain
     described = model_description({**config, "patch_whitening": True, "cross_attention_locality": True}, "p")
     assert described.endswith("4 Fourier bands, locality prior in the cross-attention, whitened patches")
+    assert "MLPs" not in plain  # the preset's own widths go unsaid
+    narrower = model_description({**config, "self_attention_widening_factor": 2}, "seed-convfree")
+    assert narrower.endswith("4 Fourier bands, latent MLPs 2x the latent width")
 
 
 def test_a_run_scored_on_the_final_test_split_shows_its_test_accuracy(tmp_path):
