@@ -4,8 +4,12 @@ fastest of three steps, after one warm-up step per variant before the first roun
 base is the median of its five per-round ratios, with their range.
 
     python results/probes-2026-12-03-cs10/step_time.py > results/probes-2026-12-03-cs10/step_time.json
+
+`--variants cs80-white` times instead the capacity levers weighed on top of whitened patches for the 80-epoch runs
+(results/probes-2026-12-03-cs80/step_time.json), each against whitened patches alone.
 """
 
+import argparse
 import json
 import statistics
 import time
@@ -26,6 +30,17 @@ VARIANTS = {
     "xa2": {"num_blocks": 2, "num_cross_attends": 2, "num_self_attends_per_block": 2, "share_block_weights": False},
     "sa8": {"num_self_attends_per_block": 8},
 }
+WHITE = {"patch_whitening": True}
+CS80_WHITE_VARIANTS = {
+    "base": WHITE,
+    "mlp4": {**WHITE, "self_attention_widening_factor": 4},
+    "xmlp4": {**WHITE, "cross_attention_widening_factor": 4},
+    "v256": {**WHITE, "cross_attention_v_dim": 256},
+    "h32v256": {**WHITE, "num_cross_attention_heads": 32, "cross_attention_v_dim": 256},
+    "l12": {**WHITE, "num_latents": 12},
+    "d160": {**WHITE, "latent_dim": 160, "num_self_attention_heads": 5},
+}
+VARIANT_SETS = {"cs10": VARIANTS, "cs80-white": CS80_WHITE_VARIANTS}
 ROUNDS, STEPS_PER_ROUND = 5, 3
 
 
@@ -42,23 +57,26 @@ def step_seconds(model, optimizer, pixel_values, labels, steps) -> float:
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", choices=sorted(VARIANT_SETS), default="cs10")
+    variants = VARIANT_SETS[parser.parse_args().variants]
     torch.set_num_threads(1)
     torch.manual_seed(0)
     pixel_values, labels = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
     models = {}
-    for name, overrides in VARIANTS.items():
+    for name, overrides in variants.items():
         model = PerceiverStudyForImageClassification(load_preset("cpu-small", num_labels=10, **overrides))
         optimizer = torch.optim.AdamW(model.parameters())
         step_seconds(model, optimizer, pixel_values, labels, steps=1)  # warm-up
         models[name] = (model, optimizer)
     # Round-robin: this VM's speed drifts by a third within minutes, so every round times every variant, each
     # variant's cost is taken against the same round's base, and the rounds' median and range are reported.
-    seconds = {name: [] for name in VARIANTS}
+    seconds = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, (model, optimizer) in models.items():
             seconds[name].append(step_seconds(model, optimizer, pixel_values, labels, steps=STEPS_PER_ROUND))
     result = {}
-    for name, overrides in VARIANTS.items():
+    for name, overrides in variants.items():
         ratios = sorted(mine / base for mine, base in zip(seconds[name], seconds["base"]))
         result[name] = {
             "config_overrides": overrides,
