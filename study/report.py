@@ -330,12 +330,11 @@ def budget_schedule_table(group_dir: Path) -> str:
         metrics, training = read_json(run_dir / "metrics.json"), read_json(run_dir / "run_args.json")["training"]
         history = read_json(run_dir / "trainer_state.json")["log_history"]
         last_rate = [entry["learning_rate"] for entry in history if "learning_rate" in entry][-1]
-        data_seed = training.get("data_seed")
         epochs = metrics["train"]["epoch"]
         rows.append(
             [
                 f"`{run_dir.name}`",
-                f"--data_seed {data_seed}" if data_seed is not None else f"--seed {training['seed']}",
+                data_order(training),
                 schedule_end(run_dir, training, metrics),
                 f"{epochs:.1f}",
                 f"{metrics['train']['train_runtime'] / 60:.1f} min",
@@ -358,6 +357,49 @@ def schedule_end(run_dir: Path, training: dict, metrics: dict) -> str:
         return f"{schedule['end_epoch']:g} epochs ({'fitted' if schedule['fitted'] else 'planned, never fitted'})"
     fitted = re.search(r"schedule fitted to the .* \(([0-9.]+) epochs\)", (run_dir / "train.log").read_text())
     return f"{float(fitted.group(1)):g} epochs (fitted)" if fitted else "fitted, end not logged"
+
+
+def fixed_epochs_table(controls_path: Path) -> str:
+    """Runs whose cosine schedule ends at a fixed number of epochs (the folders beside `controls_path`), against the
+    recipe's 80-epoch schedule read at the same epoch (the runs `controls_path` lists, relative to results/): per run,
+    its data order, its epochs, its validation accuracy, each control of the same data order that reached that epoch,
+    and the difference from their mean."""
+    group_dir = controls_path.parent
+    controls = [group_dir.parent / path for path in read_json(controls_path)["runs"]]
+    rows = []
+    for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
+        metrics, training = read_json(run_dir / "metrics.json"), read_json(run_dir / "run_args.json")["training"]
+        epochs, order = training["num_train_epochs"], data_order(training)
+        read_at_epoch = []
+        for control in controls:
+            if data_order(read_json(control / "run_args.json")["training"]) == order:
+                accuracy = validation_at_epoch(control, epochs)
+                if accuracy is not None:
+                    read_at_epoch.append((control, accuracy))
+        mean = sum(accuracy for _, accuracy in read_at_epoch) / len(read_at_epoch) if read_at_epoch else None
+        rows.append(
+            [
+                f"`{run_dir.name}`",
+                order,
+                f"{epochs:g}",
+                f"**{percent(metrics['validation']['accuracy'])}**",
+                ", ".join(f"{percent(accuracy)} (`{control.name}`)" for control, accuracy in read_at_epoch) or "none",
+                f"{round(100 * (metrics['validation']['accuracy'] - mean), 1) + 0.0:+.1f}" if mean is not None else "",
+            ]
+        )
+    header = ["run", "data order", "schedule ends after (epochs)", "validation", "80-epoch schedule at that epoch"]
+    return markdown_table([*header, "difference from their mean (points)"], rows)
+
+
+def data_order(training: dict) -> str:
+    data_seed = training.get("data_seed")
+    return f"--data_seed {data_seed}" if data_seed is not None else f"--seed {training['seed']}"
+
+
+def validation_at_epoch(run_dir: Path, epoch: float) -> float | None:
+    """A run's validation accuracy at the end of `epoch`, from its trainer_state.json; None if it stopped earlier."""
+    history = read_json(run_dir / "trainer_state.json")["log_history"]
+    return next((e["eval_accuracy"] for e in history if "eval_accuracy" in e and abs(e["epoch"] - epoch) < 1e-6), None)
 
 
 def cross_attention_reads_table(group_dir: Path) -> str:
@@ -499,6 +541,7 @@ def tables(results_dir: Path) -> dict[str, str]:
         "weight-average-cpu": (weight_average_table, results_dir / "weight-average-cpu"),
         "budget-schedule-cpu": (budget_schedule_table, results_dir / "budget-schedule-cpu"),
         "cross-attention-reads-cs10": (cross_attention_reads_table, results_dir / "probes-2026-12-03-cs10"),
+        "fixed-epochs-cpu": (fixed_epochs_table, results_dir / "fixed-epochs-cpu" / "controls.json"),
         "depth-cost": (depth_cost_table, results_dir / "study" / "depth-cost.json"),
         "depth-accuracy": (depth_accuracy_table, results_dir / "study" / "depth-accuracy.json"),
         "regularisation": (regularisation_table, results_dir / "study" / "regularisation.json"),

@@ -7,7 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from study.report import cross_attention_reads_table, marker_names, schedule_end, tables, update_document
+from study.report import (
+    cross_attention_reads_table,
+    fixed_epochs_table,
+    marker_names,
+    schedule_end,
+    tables,
+    update_document,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -212,3 +219,30 @@ def test_the_reads_table_orders_runs_by_design_and_averages_each_design(tmp_path
     assert names == ["cs10-h32", "cs10-h128", "cs10-h128-dataseed1"]
     design = "128 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers"
     assert f"| {design} | 2 | 61.0 / 62.0 | **61.50 %** |" in summary
+
+
+def write_run(run_dir: Path, training: dict, accuracy_by_epoch: dict[int, float]) -> None:
+    """A run folder with what the fixed-epochs table reads: run arguments, per-epoch validation, final metrics."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "run_args.json").write_text(json.dumps({"training": {"seed": 42, **training}}))
+    history = [{"epoch": float(epoch), "eval_accuracy": value} for epoch, value in accuracy_by_epoch.items()]
+    (run_dir / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    final = accuracy_by_epoch[max(accuracy_by_epoch)]
+    (run_dir / "metrics.json").write_text(json.dumps({"validation": {"accuracy": final}}))
+
+
+def test_the_fixed_epochs_table_reads_each_control_of_the_same_data_order_at_the_same_epoch(tmp_path):
+    results = tmp_path / "results"
+    write_run(results / "recipe" / "long", {"num_train_epochs": 80}, {30: 0.60, 31: 0.70, 50: 0.64})
+    write_run(results / "recipe" / "long-again", {"num_train_epochs": 80}, {30: 0.62})  # stopped by its budget
+    write_run(results / "recipe" / "long-dataseed1", {"num_train_epochs": 80, "data_seed": 1}, {30: 0.50})
+    group = results / "fixed"
+    write_run(group / "e30", {"num_train_epochs": 30}, {29: 0.1, 30: 0.65})
+    write_run(group / "e50-dataseed1", {"num_train_epochs": 50, "data_seed": 1}, {50: 0.66})
+    runs = ["recipe/long", "recipe/long-again", "recipe/long-dataseed1"]
+    (group / "controls.json").write_text(json.dumps({"runs": runs}))
+    rows = fixed_epochs_table(group / "controls.json").splitlines()[2:]
+    assert rows == [
+        "| `e30` | --seed 42 | 30 | **65.0 %** | 60.0 % (`long`), 62.0 % (`long-again`) | +4.0 |",
+        "| `e50-dataseed1` | --data_seed 1 | 50 | **66.0 %** | none |  |",  # its control stopped before epoch 50
+    ]
