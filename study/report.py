@@ -403,10 +403,11 @@ def validation_at_epoch(run_dir: Path, epoch: float) -> float | None:
 
 
 def cross_attention_reads_table(group_dir: Path) -> str:
-    """10-epoch runs of one recipe with more ways for the latents to read the image (results/probes-2026-12-03-cs10):
-    per run its data order, how its latents read (cross-attention heads, query/key and value widths, cross-attends,
-    latent layers) and its validation accuracy every second epoch; then each design's mean over its runs. Runs are
-    ordered by design (heads, widths, cross-attends, latent layers), then data order."""
+    """10-epoch runs of one recipe with more latents or more ways for them to read the image
+    (results/probes-2026-12-03-cs10): per run its data order, its latents and how they read (cross-attention heads,
+    query/key and value widths, cross-attends, latent layers) and its validation accuracy every second epoch; then
+    each design's mean over its runs. Runs are ordered by design (latents, heads, widths, cross-attends, latent
+    layers), then data order."""
     runs = []
     for run_dir in (path.parent for path in group_dir.glob("*/metrics.json")):
         config, training = read_json(run_dir / "config.json"), read_json(run_dir / "run_args.json")["training"]
@@ -414,6 +415,7 @@ def cross_attention_reads_table(group_dir: Path) -> str:
         accuracy = {round(entry["epoch"]): entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
         qk_dim = config.get("cross_attention_qk_dim") or config["latent_dim"]
         reads = (
+            config["num_latents"],
             config["num_cross_attention_heads"],
             qk_dim,
             config.get("cross_attention_v_dim") or qk_dim,
@@ -423,9 +425,9 @@ def cross_attention_reads_table(group_dir: Path) -> str:
         data_seed = training.get("data_seed")
         runs.append((reads, data_seed if data_seed is not None else 0, run_dir.name, accuracy))
     rows, finals = [], {}  # sorted below by design, data order, then name (unique, so accuracies are never compared)
-    for (heads, qk_dim, v_dim, cross_attends, layers), data_seed, name, accuracy in sorted(runs):
+    for (latents, heads, qk_dim, v_dim, cross_attends, layers), data_seed, name, accuracy in sorted(runs):
         design = (
-            f"{heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
+            f"{latents} latents, {heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
             + ("s" if cross_attends > 1 else "")
             + f", {layers} latent layers"
         )
@@ -435,7 +437,7 @@ def cross_attention_reads_table(group_dir: Path) -> str:
             + [f"**{percent(accuracy[10])}**"]
         )
         finals.setdefault(design, []).append(100 * accuracy[10])
-    header = ["run", "how the latents read", "data order", "epoch 2", "epoch 4", "epoch 6", "epoch 8", "epoch 10"]
+    header = ["run", "latents, and how they read", "data order", "epoch 2", "epoch 4", "epoch 6", "epoch 8", "epoch 10"]
     summary = [
         [
             design,
@@ -448,7 +450,7 @@ def cross_attention_reads_table(group_dir: Path) -> str:
     return (
         markdown_table(header, rows)
         + "\n"
-        + markdown_table(["how the latents read", "runs", "epoch 10 (%)", "mean"], summary)
+        + markdown_table(["latents, and how they read", "runs", "epoch 10 (%)", "mean"], summary)
     )
 
 

@@ -197,10 +197,11 @@ def test_a_fitted_schedule_end_is_read_from_the_run_or_from_its_log(tmp_path):
     assert schedule_end(tmp_path, {"num_train_epochs": 80.0}, {"train": {}}) == "80 epochs (planned)"
 
 
-def write_probe_run(run_dir: Path, *, heads: int, data_seed, final_accuracy: float) -> None:
+def write_probe_run(run_dir: Path, *, heads: int, data_seed, final_accuracy: float, latents: int = 8) -> None:
     """A 10-epoch run folder as results/probes-2026-12-03-cs10 holds them (only what the table reads)."""
     run_dir.mkdir(parents=True)
-    config = {"num_cross_attention_heads": heads, "latent_dim": 128, "num_cross_attends": 1, "num_blocks": 1}
+    config = {"num_latents": latents, "num_cross_attention_heads": heads, "latent_dim": 128, "num_cross_attends": 1}
+    config["num_blocks"] = 1
     (run_dir / "config.json").write_text(json.dumps({**config, "num_self_attends_per_block": 4}))
     (run_dir / "run_args.json").write_text(json.dumps({"training": {"data_seed": data_seed}}))
     history = [{"epoch": float(epoch), "eval_accuracy": 0.5} for epoch in range(1, 10)]
@@ -214,10 +215,12 @@ def test_the_reads_table_orders_runs_by_design_and_averages_each_design(tmp_path
     write_probe_run(tmp_path / "cs10-h128-dataseed1", heads=128, data_seed=1, final_accuracy=0.62)
     write_probe_run(tmp_path / "cs10-h128", heads=128, data_seed=None, final_accuracy=0.61)
     write_probe_run(tmp_path / "cs10-h32", heads=32, data_seed=None, final_accuracy=0.55)
+    write_probe_run(tmp_path / "cs10-l16", heads=16, data_seed=None, final_accuracy=0.56, latents=16)
     runs_table, summary = cross_attention_reads_table(tmp_path).split("\n\n")
     names = [line.split(" | ")[0].strip("| `") for line in runs_table.splitlines()[2:]]
-    assert names == ["cs10-h32", "cs10-h128", "cs10-h128-dataseed1"]
-    design = "128 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers"
+    assert names == ["cs10-h32", "cs10-h128", "cs10-h128-dataseed1", "cs10-l16"]  # more latents after the 8-latent runs
+    assert "| 16 latents, 16 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers | 1 | 56.0 |" in summary
+    design = "8 latents, 128 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers"
     assert f"| {design} | 2 | 61.0 / 62.0 | **61.50 %** |" in summary
 
 
