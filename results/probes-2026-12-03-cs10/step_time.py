@@ -6,7 +6,8 @@ base is the median of its five per-round ratios, with their range.
     python results/probes-2026-12-03-cs10/step_time.py > results/probes-2026-12-03-cs10/step_time.json
 
 `--variants cs80-white` times instead the capacity levers weighed on top of whitened patches for the 80-epoch runs
-(results/probes-2026-12-03-cs80/step_time.json), each against whitened patches alone.
+(results/probes-2026-12-03-cs80/step_time.json), each against whitened patches alone; `--variants latents` the
+recipe's model with 12, 16 and 32 latents instead of 8 (step_time_latents.json here).
 """
 
 import argparse
@@ -40,7 +41,8 @@ CS80_WHITE_VARIANTS = {
     "l12": {**WHITE, "num_latents": 12},
     "d160": {**WHITE, "latent_dim": 160, "num_self_attention_heads": 5},
 }
-VARIANT_SETS = {"cs10": VARIANTS, "cs80-white": CS80_WHITE_VARIANTS}
+LATENT_VARIANTS = {"base": {}, "l12": {"num_latents": 12}, "l16": {"num_latents": 16}, "l32": {"num_latents": 32}}
+VARIANT_SETS = {"cs10": VARIANTS, "cs80-white": CS80_WHITE_VARIANTS, "latents": LATENT_VARIANTS}
 ROUNDS, STEPS_PER_ROUND = 5, 3
 
 
