@@ -366,16 +366,14 @@ def fixed_epochs_table(controls_path: Path) -> str:
     and the difference from their mean."""
     group_dir = controls_path.parent
     controls = [group_dir.parent / path for path in read_json(controls_path)["runs"]]
+    control_orders = {control: data_order(read_json(control / "run_args.json")["training"]) for control in controls}
     rows = []
     for run_dir in sorted(path.parent for path in group_dir.glob("*/metrics.json")):
         metrics, training = read_json(run_dir / "metrics.json"), read_json(run_dir / "run_args.json")["training"]
         epochs, order = training["num_train_epochs"], data_order(training)
-        read_at_epoch = []
-        for control in controls:
-            if data_order(read_json(control / "run_args.json")["training"]) == order:
-                accuracy = validation_at_epoch(control, epochs)
-                if accuracy is not None:
-                    read_at_epoch.append((control, accuracy))
+        same_order = [control for control in controls if control_orders[control] == order]
+        read_at_epoch = [(control, validation_at_epoch(control, epochs)) for control in same_order]
+        read_at_epoch = [(control, accuracy) for control, accuracy in read_at_epoch if accuracy is not None]
         mean = sum(accuracy for _, accuracy in read_at_epoch) / len(read_at_epoch) if read_at_epoch else None
         rows.append(
             [
@@ -384,6 +382,7 @@ def fixed_epochs_table(controls_path: Path) -> str:
                 f"{epochs:g}",
                 f"**{percent(metrics['validation']['accuracy'])}**",
                 ", ".join(f"{percent(accuracy)} (`{control.name}`)" for control, accuracy in read_at_epoch) or "none",
+                # + 0.0 turns a rounded -0.0 into 0.0, so no difference prints as "-0.0"
                 f"{round(100 * (metrics['validation']['accuracy'] - mean), 1) + 0.0:+.1f}" if mean is not None else "",
             ]
         )

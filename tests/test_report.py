@@ -201,8 +201,7 @@ def write_probe_run(run_dir: Path, *, heads: int, data_seed, final_accuracy: flo
     """A 10-epoch run folder as results/probes-2026-12-03-cs10 holds them (only what the table reads)."""
     run_dir.mkdir(parents=True)
     config = {"num_latents": latents, "num_cross_attention_heads": heads, "latent_dim": 128, "num_cross_attends": 1}
-    config["num_blocks"] = 1
-    (run_dir / "config.json").write_text(json.dumps({**config, "num_self_attends_per_block": 4}))
+    (run_dir / "config.json").write_text(json.dumps({**config, "num_blocks": 1, "num_self_attends_per_block": 4}))
     (run_dir / "run_args.json").write_text(json.dumps({"training": {"data_seed": data_seed}}))
     history = [{"epoch": float(epoch), "eval_accuracy": 0.5} for epoch in range(1, 10)]
     history.append({"epoch": 10.0, "eval_accuracy": final_accuracy})
