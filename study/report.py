@@ -65,7 +65,18 @@ def model_description(config: dict, preset: str) -> str:
         + (", locality prior in the cross-attention" if config.get("cross_attention_locality") else "")
         + (", whitened patches" if config.get("patch_whitening") else "")
         + widened_mlps(config, preset)
+        + regularisers(config)
     )
+
+
+def regularisers(config: dict) -> str:
+    """The model's own regularisers where a run turned them on (stochastic depth, dropout); empty when off."""
+    named = (
+        ("drop_path_rate", "stochastic depth"),
+        ("hidden_dropout_prob", "dropout"),
+        ("attention_probs_dropout_prob", "attention dropout"),
+    )
+    return "".join(f", {name} {config[key]:g}" for key, name in named if config.get(key))
 
 
 def widened_mlps(config: dict, preset: str) -> str:

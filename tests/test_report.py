@@ -151,6 +151,9 @@ def test_the_model_column_names_the_options_that_change_what_a_token_is_or_how_i
     assert "MLPs" not in plain  # the preset's own widths go unsaid
     narrower = model_description({**config, "self_attention_widening_factor": 2}, "seed-convfree")
     assert narrower.endswith("4 Fourier bands, latent MLPs 2x the latent width")
+    assert "stochastic depth" not in plain and "dropout" not in plain  # off in the recorded config
+    regularised = model_description({**config, "drop_path_rate": 0.1, "hidden_dropout_prob": 0.05}, "seed-convfree")
+    assert regularised.endswith("4 Fourier bands, stochastic depth 0.1, dropout 0.05")
 
 
 def test_a_run_scored_on_the_final_test_split_shows_its_test_accuracy(tmp_path):
