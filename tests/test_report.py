@@ -200,11 +200,14 @@ def test_a_fitted_schedule_end_is_read_from_the_run_or_from_its_log(tmp_path):
     assert schedule_end(tmp_path, {"num_train_epochs": 80.0}, {"train": {}}) == "80 epochs (planned)"
 
 
-def write_probe_run(run_dir: Path, *, heads: int, data_seed, final_accuracy: float, latents: int = 8) -> None:
+def write_probe_run(
+    run_dir: Path, *, heads: int, data_seed, final_accuracy: float, latents: int = 8, blocks: dict | None = None
+) -> None:
     """A 10-epoch run folder as results/probes-2026-12-03-cs10 holds them (only what the table reads)."""
     run_dir.mkdir(parents=True)
     config = {"num_latents": latents, "num_cross_attention_heads": heads, "latent_dim": 128, "num_cross_attends": 1}
-    (run_dir / "config.json").write_text(json.dumps({**config, "num_blocks": 1, "num_self_attends_per_block": 4}))
+    config.update(blocks or {"num_blocks": 1, "num_self_attends_per_block": 4})
+    (run_dir / "config.json").write_text(json.dumps(config))
     (run_dir / "run_args.json").write_text(json.dumps({"training": {"data_seed": data_seed}}))
     history = [{"epoch": float(epoch), "eval_accuracy": 0.5} for epoch in range(1, 10)]
     history.append({"epoch": 10.0, "eval_accuracy": final_accuracy})
@@ -224,6 +227,17 @@ def test_the_reads_table_orders_runs_by_design_and_averages_each_design(tmp_path
     assert "| 16 latents, 16 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers | 1 | 56.0 |" in summary
     design = "8 latents, 128 heads, q/k 128 and v 128 wide, 1 cross-attend, 4 latent layers"
     assert f"| {design} | 2 | 61.0 / 62.0 | **61.50 %** |" in summary
+
+
+def test_the_reads_table_keeps_blocks_that_share_weights_apart_from_blocks_that_do_not(tmp_path):
+    iterative = {"num_blocks": 2, "num_cross_attends": 2, "num_self_attends_per_block": 2}
+    unshared, shared = {**iterative, "share_block_weights": False}, {**iterative, "share_block_weights": True}
+    write_probe_run(tmp_path / "xa2", heads=16, data_seed=None, final_accuracy=0.56, blocks=unshared)
+    write_probe_run(tmp_path / "xa2-shared", heads=16, data_seed=None, final_accuracy=0.55, blocks=shared)
+    summary = cross_attention_reads_table(tmp_path).split("\n\n")[1]
+    design = "8 latents, 16 heads, q/k 128 and v 128 wide, 2 cross-attends, 4 latent layers"
+    assert f"| {design} | 1 | 56.0 |" in summary
+    assert f"| {design} (2 with their own weights, shared by every block) | 1 | 55.0 |" in summary
 
 
 def write_run(run_dir: Path, training: dict, accuracy_by_epoch: dict[int, float]) -> None:
