@@ -412,6 +412,12 @@ def validation_at_epoch(run_dir: Path, epoch: float) -> float | None:
     return next((e["eval_accuracy"] for e in history if "eval_accuracy" in e and abs(e["epoch"] - epoch) < 1e-6), None)
 
 
+def distinct_cross_attends(config: dict) -> int:
+    """Cross-attends with weights of their own: the first, and one set for all later ones when they share it."""
+    cross_attends = config["num_cross_attends"]
+    return min(cross_attends, 2) if config.get("share_cross_attend_weights", True) else cross_attends
+
+
 def distinct_latent_layers(config: dict) -> int:
     """Latent layers with weights of their own: one block's when the blocks share them (the paper's scheme)."""
     shared = config.get("share_block_weights", True) and config["num_blocks"] > 1
@@ -421,7 +427,7 @@ def distinct_latent_layers(config: dict) -> int:
 def cross_attention_reads_table(group_dir: Path) -> str:
     """10-epoch runs of one recipe with more latents or more ways for them to read the image
     (results/probes-2026-12-03-cs10): per run its data order, its latents and how they read (cross-attention heads,
-    query/key and value widths, cross-attends, latent layers and how many of them have their own weights) and its
+    query/key and value widths, cross-attends and latent layers, each with how many have weights of their own) and its
     validation accuracy every second epoch; then each design's mean over its runs. Runs are ordered by design
     (latents, heads, widths, cross-attends, latent layers), then data order."""
     runs = []
@@ -436,16 +442,19 @@ def cross_attention_reads_table(group_dir: Path) -> str:
             qk_dim,
             config.get("cross_attention_v_dim") or qk_dim,
             config["num_cross_attends"],
+            distinct_cross_attends(config),
             config["num_blocks"] * config["num_self_attends_per_block"],
             distinct_latent_layers(config),
         )
         data_seed = training.get("data_seed")
         runs.append((reads, data_seed if data_seed is not None else 0, run_dir.name, accuracy))
     rows, finals = [], {}  # sorted below by design, data order, then name (unique, so accuracies are never compared)
-    for (latents, heads, qk_dim, v_dim, cross_attends, layers, distinct), data_seed, name, accuracy in sorted(runs):
+    for reads, data_seed, name, accuracy in sorted(runs):
+        latents, heads, qk_dim, v_dim, cross_attends, distinct_cross, layers, distinct = reads
         design = (
             f"{latents} latents, {heads} heads, q/k {qk_dim} and v {v_dim} wide, {cross_attends} cross-attend"
             + ("s" if cross_attends > 1 else "")
+            + (f" ({distinct_cross} with their own weights)" if distinct_cross < cross_attends else "")
             + f", {layers} latent layers"
             + (f" ({distinct} with their own weights, shared by every block)" if distinct < layers else "")
         )

@@ -238,6 +238,15 @@ def test_the_reads_table_keeps_blocks_that_share_weights_apart_from_blocks_that_
     design = "8 latents, 16 heads, q/k 128 and v 128 wide, 2 cross-attends, 4 latent layers"
     assert f"| {design} | 1 | 56.0 |" in summary
     assert f"| {design} (2 with their own weights, shared by every block) | 1 | 55.0 |" in summary
+    recurrent = {"num_blocks": 4, "num_cross_attends": 4, "num_self_attends_per_block": 1}
+    write_probe_run(tmp_path / "xa4-shared", heads=16, data_seed=None, final_accuracy=0.57, blocks=recurrent)
+    summary = cross_attention_reads_table(tmp_path).split("\n\n")[1]
+    design = "2 cross-attends (2 with their own weights)"  # two cross-attends never share: the first has its own
+    assert design not in summary
+    design = (
+        "4 cross-attends (2 with their own weights), 4 latent layers (1 with their own weights, shared by every block)"
+    )
+    assert f"{design} | 1 | 57.0 |" in summary
 
 
 def write_run(run_dir: Path, training: dict, accuracy_by_epoch: dict[int, float]) -> None:
