@@ -7,7 +7,8 @@ base is the median of its five per-round ratios, with their range.
 
 `--variants cs80-white` times instead the capacity levers weighed on top of whitened patches for the 80-epoch runs
 (results/probes-2026-12-03-cs80/step_time.json), each against whitened patches alone; `--variants latents` the
-recipe's model with 12, 16 and 32 latents instead of 8 (step_time_latents.json here).
+recipe's model with 12, 16 and 32 latents instead of 8 (step_time_latents.json here); `--variants iterative` 2 and 4
+cross-attends, with the latent blocks' weights shared or not (step_time_iterative.json here).
 """
 
 import argparse
@@ -42,7 +43,25 @@ CS80_WHITE_VARIANTS = {
     "d160": {**WHITE, "latent_dim": 160, "num_self_attention_heads": 5},
 }
 LATENT_VARIANTS = {"base": {}, "l12": {"num_latents": 12}, "l16": {"num_latents": 16}, "l32": {"num_latents": 32}}
-VARIANT_SETS = {"cs10": VARIANTS, "cs80-white": CS80_WHITE_VARIANTS, "latents": LATENT_VARIANTS}
+# The paper's iterative attention: 2 or 4 cross-attends, latent blocks with weights of their own or shared by all.
+ITERATIVE_BLOCKS = {"num_blocks": 2, "num_cross_attends": 2, "num_self_attends_per_block": 2}
+ITERATIVE_VARIANTS = {
+    "base": {},
+    "xa2": {**ITERATIVE_BLOCKS, "share_block_weights": False},
+    "xa2shared": {**ITERATIVE_BLOCKS, "share_block_weights": True},
+    "xa4shared": {
+        "num_blocks": 4,
+        "num_cross_attends": 4,
+        "num_self_attends_per_block": 1,
+        "share_block_weights": True,
+    },
+}
+VARIANT_SETS = {
+    "cs10": VARIANTS,
+    "cs80-white": CS80_WHITE_VARIANTS,
+    "latents": LATENT_VARIANTS,
+    "iterative": ITERATIVE_VARIANTS,
+}
 ROUNDS, STEPS_PER_ROUND = 5, 3
 
 
