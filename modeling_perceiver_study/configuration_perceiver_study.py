@@ -218,6 +218,18 @@ class PerceiverStudyConfig(PreTrainedConfig):
     def resolved_self_attention_v_dim(self) -> int:
         return self.self_attention_v_dim or self.resolved_self_attention_qk_dim
 
+    @property
+    def num_distinct_cross_attends(self) -> int:
+        """Cross-attends with weights of their own: the first, then one set for all later ones when they share it."""
+        if self.num_cross_attends > 1 and self.share_cross_attend_weights:
+            return 2
+        return self.num_cross_attends
+
+    @property
+    def num_distinct_blocks(self) -> int:
+        """Latent blocks with weights of their own: one when the blocks share them (recurrent in depth)."""
+        return 1 if self.share_block_weights else self.num_blocks
+
     def validate_fields(self) -> None:
         """Raise a `ValueError` naming the first field whose value is out of its allowed range."""
         for name in (

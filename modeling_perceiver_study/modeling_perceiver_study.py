@@ -515,15 +515,12 @@ class PerceiverStudyEncoder(nn.Module):
     def __init__(self, config: PerceiverStudyConfig):
         super().__init__()
         self.config = config
-        if config.num_cross_attends > 1 and config.share_cross_attend_weights:
-            num_distinct_cross = 2  # the first cross-attend has its own weights, the rest share one set
-        else:
-            num_distinct_cross = config.num_cross_attends
-        self.cross_attends = nn.ModuleList([self.cross_attention_layer(config) for _ in range(num_distinct_cross)])
-        num_distinct_blocks = 1 if config.share_block_weights else config.num_blocks
+        self.cross_attends = nn.ModuleList(
+            [self.cross_attention_layer(config) for _ in range(config.num_distinct_cross_attends)]
+        )
         self.blocks = nn.ModuleList(
             nn.ModuleList(self.self_attention_layer(config) for _ in range(config.num_self_attends_per_block))
-            for _ in range(num_distinct_blocks)
+            for _ in range(config.num_distinct_blocks)
         )
         num_applied = config.num_cross_attends + config.num_blocks * config.num_self_attends_per_block
         self.drop_path_rates = torch.linspace(0, config.drop_path_rate, num_applied).tolist()

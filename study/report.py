@@ -9,6 +9,7 @@ import re
 from functools import partial
 from pathlib import Path
 
+from modeling_perceiver_study import PerceiverStudyConfig
 from modeling_perceiver_study.files import percent, read_json, replace_atomically
 from modeling_perceiver_study.plots import plot_confusion_matrix, plot_training_curves, pyplot, save_and_close
 from modeling_perceiver_study.presets import available_presets, preset_fields
@@ -412,18 +413,6 @@ def validation_at_epoch(run_dir: Path, epoch: float) -> float | None:
     return next((e["eval_accuracy"] for e in history if "eval_accuracy" in e and abs(e["epoch"] - epoch) < 1e-6), None)
 
 
-def distinct_cross_attends(config: dict) -> int:
-    """Cross-attends with weights of their own: the first, and one set for all later ones when they share it."""
-    cross_attends = config["num_cross_attends"]
-    return min(cross_attends, 2) if config.get("share_cross_attend_weights", True) else cross_attends
-
-
-def distinct_latent_layers(config: dict) -> int:
-    """Latent layers with weights of their own: one block's when the blocks share them (the paper's scheme)."""
-    shared = config.get("share_block_weights", True) and config["num_blocks"] > 1
-    return config["num_self_attends_per_block"] * (1 if shared else config["num_blocks"])
-
-
 def cross_attention_reads_table(group_dir: Path) -> str:
     """10-epoch runs of one recipe with more latents or more ways for them to read the image
     (results/probes-2026-12-03-cs10): per run its data order, its latents and how they read (cross-attention heads,
@@ -432,19 +421,19 @@ def cross_attention_reads_table(group_dir: Path) -> str:
     (latents, heads, widths, cross-attends, latent layers), then data order."""
     runs = []
     for run_dir in (path.parent for path in group_dir.glob("*/metrics.json")):
-        config, training = read_json(run_dir / "config.json"), read_json(run_dir / "run_args.json")["training"]
+        config = PerceiverStudyConfig.from_dict(read_json(run_dir / "config.json"))
+        training = read_json(run_dir / "run_args.json")["training"]
         history = read_json(run_dir / "trainer_state.json")["log_history"]
         accuracy = {round(entry["epoch"]): entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry}
-        qk_dim = config.get("cross_attention_qk_dim") or config["latent_dim"]
         reads = (
-            config["num_latents"],
-            config["num_cross_attention_heads"],
-            qk_dim,
-            config.get("cross_attention_v_dim") or qk_dim,
-            config["num_cross_attends"],
-            distinct_cross_attends(config),
-            config["num_blocks"] * config["num_self_attends_per_block"],
-            distinct_latent_layers(config),
+            config.num_latents,
+            config.num_cross_attention_heads,
+            config.resolved_cross_attention_qk_dim,
+            config.resolved_cross_attention_v_dim,
+            config.num_cross_attends,
+            config.num_distinct_cross_attends,
+            config.num_blocks * config.num_self_attends_per_block,
+            config.num_distinct_blocks * config.num_self_attends_per_block,
         )
         data_seed = training.get("data_seed")
         runs.append((reads, data_seed if data_seed is not None else 0, run_dir.name, accuracy))
